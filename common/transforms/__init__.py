@@ -1,0 +1,24 @@
+# Copyright (c) 2026 Text-guided segmentation bundles contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+
+"""Dictionary transforms MONAI lacks: text tokenisation, the mask binarisation rule, and data checks."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BinarizeMask",
+    "BinarizeMaskd",
+    "CheckSameSpatialShaped",
+    "HFTokenizer",
+    "OpenCLIPTokenizer",
+    "TextTokenizer",
+    "TokenizeTextd",
+    "TokenizerOutput",
+    "get_source_name",
+]
+
+from common.transforms.checks import CheckSameSpatialShaped, get_source_name
+from common.transforms.mask import BinarizeMask, BinarizeMaskd
+from common.transforms.text import HFTokenizer, OpenCLIPTokenizer, TextTokenizer, TokenizeTextd, TokenizerOutput
