@@ -1,0 +1,26 @@
+# Copyright (c) 2026 Text-guided segmentation bundles contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+
+"""Utilities shared by the bundles and the tools: parameter counting, latency and peak-memory measurement."""
+
+from __future__ import annotations
+
+from .config import require_bool
+from .profiling import (
+    count_forward_parameters,
+    measure_latency,
+    read_proc_status_kib,
+    reset_peak_rss,
+    track_peak_memory,
+)
+
+__all__ = [
+    "count_forward_parameters",
+    "measure_latency",
+    "read_proc_status_kib",
+    "require_bool",
+    "reset_peak_rss",
+    "track_peak_memory",
+]

@@ -1,0 +1,713 @@
+# Copyright (c) 2026 Text-guided segmentation bundles contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+
+"""Benchmark one bundle's network: parameters used in forward, inference latency, training-step time, peak memory.
+
+Run from the repository root (nothing needs installing; the repository root is put on ``sys.path``)::
+
+    python tools/benchmark.py bundles/unet_baseline
+    python tools/benchmark.py bundles/unet_baseline --device all --amp --batch_sizes 1 8 --repeats 20 --warmup 3
+    python tools/benchmark.py bundles/x --image_size 224 --input_shape text=77 --out out/x.json
+
+What is measured (same procedure for every bundle, so the numbers are comparable):
+
+- The network is ``network_def`` of ``BUNDLE/configs/inference.json`` (parsed with ``monai.bundle.ConfigParser``,
+  ``bundle_root`` set to BUNDLE), randomly initialised: no checkpoint is loaded.
+- Inputs are built from ``BUNDLE/configs/metadata.json`` ``network_data_format.inputs`` in their order, which is the
+  forward call order (project contract, "Bundle contract"); see :func:`build_inputs` for the shape/value rules.
+- Parameters: :func:`common.utils.count_forward_parameters` in eval mode and in training mode (batch of 2), next to
+  the registered and trainable totals.
+- Inference: ``network.eval()``, ``torch.inference_mode()``, one forward call per timed repeat.
+- Training step: ``network.train()``, ``zero_grad`` + forward + loss + backward + optimizer step. Loss and optimizer
+  are ``loss`` and ``optimizer`` of ``BUNDLE/configs/train.json`` parsed with ``network``/``network_def`` replaced
+  by the benchmarked network and ``device`` by the benchmark device; when absent or unusable, ``BCEWithLogitsLoss``
+  + ``Adam(lr=1e-4)``, and the output says so and why. The label is a random binary mask shaped
+  ``(B, 1, *output spatial shape)`` (the layout the bundles' data pipelines produce).
+- AMP (``--amp``, CUDA only): ``torch.autocast`` with ``--amp_dtype``; float16 training uses ``torch.amp.GradScaler``.
+- Timing: :func:`common.utils.measure_latency` (median and p90 of ``--repeats`` calls after ``--warmup`` calls,
+  CUDA synchronised). Peak memory: :func:`common.utils.track_peak_memory` (CPU: process peak RSS; CUDA:
+  ``max_memory_allocated``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import gc
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+
+from common.utils import count_forward_parameters, measure_latency, track_peak_memory  # noqa: E402
+
+__all__ = [
+    "build_inputs",
+    "parse_dtype",
+    "load_network",
+    "make_train_components",
+    "run_benchmark",
+    "format_markdown",
+    "main",
+]
+
+DEFAULT_TEXT = "Bilateral pulmonary infection, two infected areas, middle left lung and upper right lung."
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "double": torch.float64,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "long": torch.int64,
+    "int32": torch.int32,
+    "int": torch.int32,
+    "int16": torch.int16,
+    "uint8": torch.uint8,
+    "int8": torch.int8,
+    "bool": torch.bool,
+}
+
+
+def parse_dtype(name: str, where: str = "dtype") -> torch.dtype:
+    """Map a metadata ``dtype`` string (``"float32"``, ``"torch.int64"``, ``"long"``, ...) to a ``torch.dtype``.
+
+    Args:
+        name: the dtype string; a leading ``torch.`` or ``np.``/``numpy.`` is ignored, case-insensitive.
+        where: where the string came from, used in the error message.
+
+    Raises:
+        ValueError: when the name is not one of the known dtypes.
+    """
+    key = str(name).strip().lower()
+    for prefix in ("torch.", "numpy.", "np."):
+        key = key[len(prefix) :] if key.startswith(prefix) else key
+    if key not in _DTYPES:
+        raise ValueError(f"{where}: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}.")
+    return _DTYPES[key]
+
+
+def _resolve_dims(dims: Sequence[Any], where: str) -> list[int]:
+    out = []
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ValueError(
+                f"{where}: spatial_shape entry {d!r} is not a positive integer; pass --image_size (image) or "
+                "--input_shape NAME=D1,D2,... (other inputs)."
+            )
+        out.append(d)
+    return out
+
+
+def build_inputs(
+    inputs_desc: dict[str, Any],
+    batch_size: int,
+    image_size: int | None = None,
+    input_shapes: dict[str, Sequence[int]] | None = None,
+    generator: torch.Generator | None = None,
+    where: str = "metadata.json network_data_format.inputs",
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Build random forward inputs from ``network_data_format.inputs``, in the order the descriptors are listed.
+
+    Shape rules (``B`` = ``batch_size``, ``C`` = ``num_channels``, ``S`` = ``spatial_shape``):
+
+    - first input (the image, MONAI channel-first as in ``monai.bundle.verify_net_in_out``): ``(B, C, *S)`` with every
+      spatial size replaced by ``image_size`` when given;
+    - any further tensor input: ``--input_shape`` (``input_shapes[name]``, the per-sample shape) when given;
+      otherwise a 1-D ``S = [N]`` (a token sequence or a sequence of embeddings, MONAI spec format ``sequence``)
+      gives ``(B, N)`` when ``C == 1`` and ``(B, N, C)`` otherwise (the layout of tokenizers and text encoders);
+      ``S = []`` gives ``(B,)`` or ``(B, C)``; any other ``S`` gives ``(B, C, *S)``.
+
+    Values: floating dtypes are uniform in ``value_range`` (``[0, 1)`` without a usable range), integer dtypes are
+    uniform integers in the inclusive ``value_range`` (required: e.g. token ids must stay inside the vocabulary),
+    ``bool`` is random. A descriptor that is not a dict (a primitive, MONAI spec ``argument``) is passed as is; a
+    descriptor with ``"type": "string"`` becomes a list of ``B`` copies of a sample clinical sentence.
+
+    Args:
+        inputs_desc: the ``inputs`` dict of ``network_data_format`` (insertion order = forward argument order).
+        batch_size: ``B``, >= 1.
+        image_size: replaces each spatial size of the first input; ``None`` (default) keeps the metadata shape.
+        input_shapes: per-sample shapes (without batch) by input name; overrides the rules above. Default ``None``.
+        generator: random generator for reproducible inputs; default ``None`` (global RNG).
+        where: name of the source used in error messages.
+
+    Returns:
+        ``(values, descriptions)``: the forward arguments (CPU tensors) and, per input, ``{"name", "shape", "dtype",
+        "value_range"}`` as used.
+
+    Raises:
+        ValueError: no inputs, non-integer spatial sizes without an override, an unknown dtype, or an integer input
+            without a two-number ``value_range``.
+    """
+    if not isinstance(inputs_desc, dict) or not inputs_desc:
+        raise ValueError(f"{where}: expected a non-empty dict of input descriptors, got {inputs_desc!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    input_shapes = input_shapes or {}
+    values: list[Any] = []
+    described: list[dict[str, Any]] = []
+    for index, (name, desc) in enumerate(inputs_desc.items()):
+        here = f"{where}#{name}"
+        if not isinstance(desc, dict):
+            values.append(desc)
+            described.append({"name": name, "shape": None, "dtype": type(desc).__name__, "value_range": None})
+            continue
+        if str(desc.get("type", "tensor")).lower() == "string":
+            values.append([DEFAULT_TEXT] * batch_size)
+            described.append({"name": name, "shape": [batch_size], "dtype": "str", "value_range": None})
+            continue
+        for key in ("num_channels", "spatial_shape", "dtype"):
+            if key not in desc:
+                raise ValueError(f"{here}: missing key {key!r}.")
+        dtype = parse_dtype(desc["dtype"], f"{here}#dtype")
+        channels = int(desc["num_channels"])
+        spatial = list(desc["spatial_shape"])
+        if name in input_shapes:
+            shape = [batch_size, *[int(d) for d in input_shapes[name]]]
+        elif index == 0:
+            dims = [image_size] * len(spatial) if image_size is not None else _resolve_dims(spatial, here)
+            shape = [batch_size, channels, *dims]
+        elif len(spatial) == 1:
+            dims = _resolve_dims(spatial, here)
+            shape = [batch_size, dims[0]] if channels == 1 else [batch_size, dims[0], channels]
+        elif len(spatial) == 0:
+            shape = [batch_size] if channels == 1 else [batch_size, channels]
+        else:
+            shape = [batch_size, channels, *_resolve_dims(spatial, here)]
+        value_range = desc.get("value_range")
+        has_range = (
+            isinstance(value_range, (list, tuple))
+            and len(value_range) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+            and value_range[0] <= value_range[1]
+        )
+        if dtype == torch.bool:
+            tensor = torch.rand(shape, generator=generator) < 0.5
+        elif dtype.is_floating_point:
+            tensor = torch.rand(shape, generator=generator)
+            if has_range:
+                lo, hi = float(value_range[0]), float(value_range[1])
+                tensor = tensor * (hi - lo) + lo
+            tensor = tensor.to(dtype)
+        else:
+            if not has_range:
+                raise ValueError(f"{here}: integer input needs value_range [low, high], got {value_range!r}.")
+            lo, hi = int(value_range[0]), int(value_range[1])
+            tensor = torch.randint(lo, hi + 1, shape, generator=generator, dtype=dtype)
+        values.append(tensor)
+        described.append(
+            {"name": name, "shape": shape, "dtype": str(dtype).replace("torch.", ""), "value_range": value_range}
+        )
+    return values, described
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e}).") from e
+
+
+def load_network(bundle_root: Path) -> torch.nn.Module:
+    """Instantiate ``network_def`` of ``<bundle_root>/configs/inference.json`` with ``bundle_root`` overridden.
+
+    Raises:
+        FileNotFoundError: the config file is missing.
+        ValueError: the config has no ``network_def`` or it is not a ``torch.nn.Module``.
+    """
+    from monai.bundle import ConfigParser
+
+    config_file = bundle_root / "configs" / "inference.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found.")
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    if "network_def" not in parser:
+        raise ValueError(f"{config_file}: no 'network_def' key.")
+    parser["bundle_root"] = str(bundle_root)
+    net = parser.get_parsed_content("network_def")
+    if not isinstance(net, torch.nn.Module):
+        raise ValueError(f"{config_file}: 'network_def' is a {type(net).__name__}, not a torch.nn.Module.")
+    return net
+
+
+def _first_line(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".strip()
+    return text.splitlines()[0][:300]
+
+
+def _primary_output(out: Any) -> torch.Tensor:
+    """The segmentation logits of a forward output: the tensor itself, the first of a list/tuple, ``pred`` of a dict."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (list, tuple)) and out:
+        return _primary_output(out[0])
+    if isinstance(out, dict) and out:
+        return _primary_output(out["pred"] if "pred" in out else next(iter(out.values())))
+    raise ValueError(f"cannot find an output tensor in a forward result of type {type(out).__name__}.")
+
+
+class _FallbackLoss(torch.nn.Module):
+    """``BCEWithLogitsLoss`` on the primary output; the label is broadcast to one-hot when the output has C > 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bce = torch.nn.BCEWithLogitsLoss()
+
+    def forward(self, out: Any, label: torch.Tensor) -> torch.Tensor:
+        logits = _primary_output(out)
+        if logits.shape[1] > 1:
+            label = torch.cat([1 - label, label] + [torch.zeros_like(label)] * (logits.shape[1] - 2), dim=1)
+        return self.bce(logits.float(), label.float())
+
+
+def make_train_components(
+    bundle_root: Path, network: torch.nn.Module, device: torch.device
+) -> tuple[Callable, torch.optim.Optimizer, dict[str, str]]:
+    """Loss and optimizer from ``train.json`` (``network``/``network_def``/``device`` substituted), else fallbacks.
+
+    Returns:
+        ``(loss_fn, optimizer, info)`` where ``info`` has ``loss``, ``loss_source``, ``optimizer``,
+        ``optimizer_source`` and, when a fallback was used, ``*_fallback_reason``.
+    """
+    info: dict[str, str] = {}
+    loss_fn: Any = None
+    optimizer: Any = None
+    config_file = bundle_root / "configs" / "train.json"
+    parser = None
+    if config_file.is_file():
+        try:
+            from monai.bundle import ConfigParser
+
+            parser = ConfigParser()
+            parser.read_config(str(config_file))
+            parser["bundle_root"] = str(bundle_root)
+            parser["network"] = network
+            parser["network_def"] = network
+            parser["device"] = device
+        except Exception as e:  # noqa: BLE001 - any parse problem means: use the fallback, and say why
+            parser = None
+            info["loss_fallback_reason"] = info["optimizer_fallback_reason"] = f"{config_file}: {_first_line(e)}"
+    else:
+        info["loss_fallback_reason"] = info["optimizer_fallback_reason"] = f"{config_file} not found"
+    for key in ("loss", "optimizer"):
+        if parser is None:
+            continue
+        if key not in parser:
+            info[f"{key}_fallback_reason"] = f"{config_file}: no {key!r} key"
+            continue
+        try:
+            obj = parser.get_parsed_content(key)
+        except Exception as e:  # noqa: BLE001
+            info[f"{key}_fallback_reason"] = f"{config_file}#{key}: {_first_line(e)}"
+            continue
+        if key == "loss":
+            if callable(obj):
+                loss_fn = obj
+            else:
+                info["loss_fallback_reason"] = f"{config_file}#loss is a {type(obj).__name__}, not callable"
+        elif isinstance(obj, torch.optim.Optimizer):
+            optimizer = obj
+        else:
+            info["optimizer_fallback_reason"] = f"{config_file}#optimizer is a {type(obj).__name__}, not an optimizer"
+    if loss_fn is None:
+        loss_fn = _FallbackLoss()
+        info.update(loss="BCEWithLogitsLoss", loss_source="fallback")
+    else:
+        info.update(loss=type(loss_fn).__name__, loss_source="train.json#loss")
+    if optimizer is None:
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+        info.update(optimizer="Adam(lr=1e-4)", optimizer_source="fallback")
+    else:
+        info.update(optimizer=type(optimizer).__name__, optimizer_source="train.json#optimizer")
+    return loss_fn, optimizer, info
+
+
+def _make_label(out: Any, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    logits = _primary_output(out)
+    return (torch.rand((batch_size, 1, *logits.shape[2:]), generator=generator) > 0.5).float()
+
+
+def _probe_train(
+    bundle_root: Path, network: torch.nn.Module, values: list[Any]
+) -> tuple[dict[str, str], torch.Tensor]:
+    """Run one CPU training step with the train.json loss/optimizer; replace what fails by the fallbacks."""
+    loss_fn, optimizer, info = make_train_components(bundle_root, network, torch.device("cpu"))
+    network.train()
+    out = network(*values)
+    label = _make_label(out, _batch_of(values))
+    if info["loss_source"] != "fallback":
+        try:
+            loss = loss_fn(out, label)
+            if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+                raise ValueError(f"loss returned {type(loss).__name__} of shape {getattr(loss, 'shape', None)}")
+            loss.backward()
+            optimizer.step()
+        except Exception as e:  # noqa: BLE001
+            info.update(
+                loss="BCEWithLogitsLoss",
+                loss_source="fallback",
+                loss_fallback_reason=f"train.json#loss failed on (output, label {list(label.shape)}): {_first_line(e)}",
+            )
+    network.zero_grad(set_to_none=True)
+    return info, label
+
+
+def _batch_of(values: list[Any]) -> int:
+    first = values[0]
+    return int(first.shape[0]) if isinstance(first, torch.Tensor) else len(first)
+
+
+def _to_device(values: list[Any], device: torch.device) -> list[Any]:
+    return [v.to(device) if isinstance(v, torch.Tensor) else v for v in values]
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def _time_inference(
+    network: torch.nn.Module, values: list[Any], device: torch.device, amp_dtype: torch.dtype | None, args: Any
+) -> dict[str, Any]:
+    network.eval()
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+
+    def forward() -> None:
+        with torch.inference_mode(), autocast:
+            network(*values)
+
+    with track_peak_memory(device) as mem:
+        timing = measure_latency(forward, warmup=args.warmup, repeats=args.repeats, device=device)
+    return {**timing, "peak_memory": mem}
+
+
+def _time_train_step(
+    bundle_root: Path,
+    network: torch.nn.Module,
+    values: list[Any],
+    label: torch.Tensor,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    use_fallback_loss: bool,
+    args: Any,
+) -> dict[str, Any]:
+    loss_fn, optimizer, _ = make_train_components(bundle_root, network, device)
+    if use_fallback_loss:
+        loss_fn = _FallbackLoss()
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    network.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext():
+            loss = loss_fn(network(*values), label)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
+    with track_peak_memory(device) as mem:
+        timing = measure_latency(step, warmup=args.warmup, repeats=args.repeats, device=device)
+    result = {**timing, "peak_memory": mem}
+    del optimizer, loss_fn
+    return result
+
+
+def _environment(threads: int) -> dict[str, Any]:
+    import monai
+
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "requested_threads": threads,
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        env.update(
+            gpu_name=torch.cuda.get_device_name(0), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version()
+        )
+    return env
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the whole benchmark described by the parsed command line; return the JSON-ready report."""
+    bundle_root = Path(args.bundle).resolve()
+    if not (bundle_root / "configs").is_dir():
+        raise FileNotFoundError(f"{bundle_root}: not a bundle (no configs/ folder).")
+    if str(bundle_root) not in sys.path:
+        sys.path.insert(1, str(bundle_root))  # bundle-local `scripts` package, as monai.bundle run does
+    meta_file = bundle_root / "configs" / "metadata.json"
+    meta = _load_json(meta_file)
+    inputs_desc = meta.get("network_data_format", {}).get("inputs")
+    if not inputs_desc:
+        raise ValueError(f"{meta_file}: missing network_data_format.inputs.")
+    input_shapes = {}
+    for item in args.input_shape or []:
+        name, _, dims = item.partition("=")
+        try:
+            input_shapes[name] = [int(d) for d in dims.split(",") if d.strip()]
+        except ValueError as e:
+            raise ValueError(f"--input_shape {item!r}: expected NAME=D1,D2,... with integers.") from e
+        if name not in inputs_desc:
+            raise ValueError(f"--input_shape {item!r}: {meta_file} has no input {name!r} (has {list(inputs_desc)}).")
+    where = f"{meta_file} network_data_format.inputs"
+
+    if args.device == "all":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but torch.cuda.is_available() is False.")
+    else:
+        devices = [args.device]
+    amp_dtype = parse_dtype(args.amp_dtype, "--amp_dtype")
+
+    torch.manual_seed(args.seed)
+    base = load_network(bundle_root)
+    gen = torch.Generator().manual_seed(args.seed)
+    count_values, _ = build_inputs(inputs_desc, 2, args.image_size, input_shapes, gen, where)
+    counts_eval = count_forward_parameters(base, *count_values, training=False)
+    counts_train = count_forward_parameters(base, *count_values, training=True)
+    train_info, _ = _probe_train(bundle_root, base, count_values)
+    use_fallback_loss = train_info["loss_source"] == "fallback"
+
+    results: list[dict[str, Any]] = []
+    input_description: list[dict[str, Any]] = []
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        precisions: list[torch.dtype | None] = [None] + ([amp_dtype] if args.amp and device.type == "cuda" else [])
+        for precision in precisions:
+            label_precision = "fp32" if precision is None else f"amp-{str(precision).replace('torch.', '')}"
+            for batch_size in args.batch_sizes:
+                row: dict[str, Any] = {"device": dev_name, "precision": label_precision, "batch_size": batch_size}
+                values, input_description = build_inputs(
+                    inputs_desc, batch_size, args.image_size, input_shapes, gen, where
+                )
+                values = _to_device(values, device)
+                network = copy.deepcopy(base).to(device)
+                for phase in ("inference", "train_step"):
+                    try:
+                        if phase == "inference":
+                            row[phase] = _time_inference(network, values, device, precision, args)
+                        else:
+                            network.train()
+                            with torch.no_grad():
+                                label = _make_label(network(*values), batch_size, gen).to(device)
+                            row[phase] = _time_train_step(
+                                bundle_root, network, values, label, device, precision, use_fallback_loss, args
+                            )
+                    except (torch.OutOfMemoryError, RuntimeError) as e:
+                        if not _is_oom(e):
+                            raise
+                        row[phase] = {"error": "out of memory"}
+                    _release(device)
+                del network, values
+                _release(device)
+                results.append(row)
+                print(_row_summary(row), flush=True)
+
+    return {
+        "bundle": bundle_root.name,
+        "bundle_root": str(bundle_root),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "environment": _environment(args.threads),
+        "settings": {
+            "devices": devices,
+            "image_size": args.image_size,
+            "batch_sizes": list(args.batch_sizes),
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "amp": bool(args.amp),
+            "amp_dtype": str(amp_dtype).replace("torch.", ""),
+            "seed": args.seed,
+        },
+        "inputs": [{**d, "shape": ["B", *d["shape"][1:]] if d["shape"] else None} for d in input_description],
+        "parameters": {
+            "forward_eval": counts_eval["forward"],
+            "forward_train": counts_train["forward"],
+            "registered": counts_eval["registered"],
+            "trainable": counts_eval["trainable"],
+            "unused_eval": counts_eval["unused"],
+            "unused_train": counts_train["unused"],
+            "unused_modules_eval": counts_eval["unused_modules"],
+            "unused_modules_train": counts_train["unused_modules"],
+        },
+        "training_setup": train_info,
+        "memory_note": (
+            "CPU: peak resident set size of the whole benchmark process while the block ran (includes interpreter "
+            "and libraries; increase = peak minus RSS at block start). CUDA: torch.cuda.max_memory_allocated "
+            "(live tensors incl. weights; increase = peak minus allocated at block start)."
+        ),
+        "results": results,
+    }
+
+
+def _fmt_ms(block: dict[str, Any] | None, key: str) -> str:
+    if not block:
+        return "-"
+    if "error" in block:
+        return block["error"]
+    return f"{block[key]:.1f}"
+
+
+def _fmt_mem(block: dict[str, Any] | None) -> str:
+    if not block or "error" in block:
+        return "-"
+    mem = block["peak_memory"]
+    return f"{mem['peak_mib']:.0f} (+{mem['increase_mib']:.0f})"
+
+
+def _row_summary(row: dict[str, Any]) -> str:
+    inf, trn = row.get("inference", {}), row.get("train_step", {})
+    return (
+        f"[benchmark] {row['device']} {row['precision']} B={row['batch_size']}: "
+        f"inference {_fmt_ms(inf, 'median_ms')} ms, train step {_fmt_ms(trn, 'median_ms')} ms"
+    )
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """Render the report as Markdown: a header list and one table row per device / precision / batch size."""
+    p, env, ts = report["parameters"], report["environment"], report["training_setup"]
+
+    def loss_line(key: str) -> str:
+        reason = ts.get(f"{key}_fallback_reason")
+        return f"{ts[key]} ({ts[f'{key}_source']}{'; ' + reason if reason else ''})"
+
+    unused = ", ".join(f"{m['name']} ({m['parameters']:,})" for m in p["unused_modules_eval"][:5]) or "none"
+    inputs = "; ".join(f"{d['name']}: {d['dtype']} {d['shape']}" for d in report["inputs"])
+    lines = [
+        f"## Benchmark: {report['bundle']}",
+        "",
+        f"- parameters used in forward: {p['forward_eval']:,} (eval), {p['forward_train']:,} (train); "
+        f"registered {p['registered']:,}; trainable {p['trainable']:,}",
+        f"- modules built but unused in eval forward: {unused}",
+        f"- inputs: {inputs}",
+        f"- loss: {loss_line('loss')}; optimizer: {loss_line('optimizer')}",
+        f"- timing: median of {report['settings']['repeats']} runs after {report['settings']['warmup']} warm-up; "
+        f"CPU threads {env['torch_threads']} (interop {env['torch_interop_threads']}); {env['cpu_model']}"
+        + (f"; GPU {env['gpu_name']}" if env.get("gpu_name") else ""),
+        f"- torch {env['torch']}, MONAI {env['monai']}, Python {env['python']}",
+        "- peak memory MiB (increase over the start of the measured block in brackets): CPU = process peak RSS, "
+        "CUDA = max_memory_allocated",
+        "",
+        "| device | precision | batch | inference median ms | inference p90 ms | images/s | inference peak MiB "
+        "| train step median ms | train step p90 ms | train peak MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        inf, trn = r.get("inference"), r.get("train_step")
+        ips = f"{r['batch_size'] / inf['median_ms'] * 1000:.1f}" if inf and "median_ms" in inf else "-"
+        lines.append(
+            f"| {r['device']} | {r['precision']} | {r['batch_size']} | {_fmt_ms(inf, 'median_ms')} "
+            f"| {_fmt_ms(inf, 'p90_ms')} | {ips} | {_fmt_mem(inf)} | {_fmt_ms(trn, 'median_ms')} "
+            f"| {_fmt_ms(trn, 'p90_ms')} | {_fmt_mem(trn)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of ``tools/benchmark.py`` (see the module docstring)."""
+    default_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ap = argparse.ArgumentParser(
+        description="Benchmark a bundle's network_def: parameters used in forward, latency, train step, peak memory."
+    )
+    ap.add_argument("bundle", help="bundle folder, e.g. bundles/unet_baseline")
+    ap.add_argument(
+        "--device", choices=["cpu", "cuda", "all"], default="all", help="default all: cpu, plus cuda if available"
+    )
+    ap.add_argument(
+        "--image_size", type=_positive_int, default=None, help="spatial size of the image input (default: metadata)"
+    )
+    ap.add_argument(
+        "--input_shape", action="append", metavar="NAME=D1,D2", help="per-sample shape of a non-image input; repeatable"
+    )
+    ap.add_argument("--batch_sizes", type=_positive_int, nargs="+", default=[1, 8], help="default: 1 8")
+    ap.add_argument("--repeats", type=_positive_int, default=20, help="timed runs (default 20)")
+    ap.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed warm-up runs (default 3)")
+    ap.add_argument("--amp", action="store_true", help="on CUDA, also time torch.autocast mixed precision")
+    ap.add_argument(
+        "--amp_dtype", choices=["float16", "bfloat16"], default="float16", help="autocast dtype (default float16)"
+    )
+    ap.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=default_threads,
+        help=f"torch CPU threads (default: all usable cores, here {default_threads})",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed for weights and random inputs (default 0)")
+    ap.add_argument("--out", default=None, help="JSON report path (default: <repo>/out/benchmark_<bundle>.json)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse ``argv``, run, print the Markdown table, write the JSON report; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    report = run_benchmark(args)
+    out = Path(args.out) if args.out else REPO_ROOT / "out" / f"benchmark_{report['bundle']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(format_markdown(report))
+    print(f"JSON report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
