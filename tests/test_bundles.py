@@ -311,7 +311,7 @@ def test_multi_gpu_config_two_processes_gloo(name, tmp_path):
         "--logging_file", str(bundle_dir(name) / "configs" / "logging.conf"),
     ]
     for k, v in over.items():
-        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
+        cmd += [f"--{k}", repr(v) if not isinstance(v, str) else v]  # python-fire reads Python literals
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
