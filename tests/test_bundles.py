@@ -186,6 +186,16 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
         assert set(np.unique(arr)) <= {0, 255}
         assert arr.shape[:2] == np.asarray(Image.open(dataset_dir / item["image"])).shape[:2]
 
+    # inference on a plain folder of images (the other input mode)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for item in datalist["test"][:2]:
+        src = dataset_dir / item["image"]
+        (folder / src.name).write_bytes(src.read_bytes())
+    folder_out = tmp_path / "pred_folder"
+    run_workflow(name, configs(name, "inference.json"), "infer", {**inf_over, "input_dir": str(folder), "output_dir": str(folder_out)})
+    assert sorted(p.name for p in folder_out.glob("*.png")) == sorted(f"{p.stem}_mask.png" for p in folder.iterdir())
+
     # TorchScript export through MONAI's CLI and parity with eager
     from monai.bundle import ckpt_export
 
