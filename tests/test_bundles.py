@@ -193,7 +193,12 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
         src = dataset_dir / item["image"]
         (folder / src.name).write_bytes(src.read_bytes())
     folder_out = tmp_path / "pred_folder"
-    run_workflow(name, configs(name, "inference.json"), "infer", {**inf_over, "input_dir": str(folder), "output_dir": str(folder_out)})
+    run_workflow(
+        name,
+        configs(name, "inference.json"),
+        "infer",
+        {**inf_over, "input_dir": str(folder), "output_dir": str(folder_out)},
+    )
     assert sorted(p.name for p in folder_out.glob("*.png")) == sorted(f"{p.stem}_mask.png" for p in folder.iterdir())
 
     # TorchScript export through MONAI's CLI and parity with eager
@@ -234,7 +239,11 @@ def example_inputs(name: str, batch: int, image_size: int) -> list[torch.Tensor]
             lo, hi = desc["value_range"]
             shape = [batch, *[s for s in desc["spatial_shape"]]]
             dtype = getattr(torch, desc["dtype"])
-            out.append(torch.randint(int(lo), int(hi) + 1, shape, dtype=dtype) if not dtype.is_floating_point else torch.rand(shape))
+            out.append(
+                torch.randint(int(lo), int(hi) + 1, shape, dtype=dtype)
+                if not dtype.is_floating_point
+                else torch.rand(shape)
+            )
     return out
 
 
@@ -269,7 +278,9 @@ def test_resume_continues_schedule(name, tmp_path):
     full_val = full.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"]
 
     # same seed, second run: identical validation metric (CPU determinism)
-    again = run_workflow(name, configs(name, "train.json"), "train", tiny_overrides(name, dataset_dir, tmp_path / "again", max_epochs=3))
+    again = run_workflow(
+        name, configs(name, "train.json"), "train", tiny_overrides(name, dataset_dir, tmp_path / "again", max_epochs=3)
+    )
     again_val = again.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"]
     assert again_val == pytest.approx(full_val, abs=1e-6)
 
@@ -314,11 +325,21 @@ def test_multi_gpu_config_two_processes_gloo(name, tmp_path):
         seed=0,
     )
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-        "-m", "monai.bundle", "run",
-        "--config_file", str(configs(name, "train.json", "multi_gpu_train.json")),
-        "--meta_file", str(bundle_dir(name) / "configs" / "metadata.json"),
-        "--logging_file", str(bundle_dir(name) / "configs" / "logging.conf"),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs(name, "train.json", "multi_gpu_train.json")),
+        "--meta_file",
+        str(bundle_dir(name) / "configs" / "metadata.json"),
+        "--logging_file",
+        str(bundle_dir(name) / "configs" / "logging.conf"),
     ]
     for k, v in over.items():
         cmd += [f"--{k}", repr(v) if not isinstance(v, str) else v]  # python-fire reads Python literals

@@ -42,7 +42,9 @@ def test_inference_items_from_folder_and_datalist(tmp_path):
         if name.endswith("txt"):
             (folder / name).write_text("x")
         else:
-            Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / name, format="PNG" if name.endswith("png") else "JPEG")
+            Image.fromarray(np.zeros((4, 4), np.uint8)).save(
+                folder / name, format="PNG" if name.endswith("png") else "JPEG"
+            )
     items = list_image_folder(str(folder))
     assert [p["image"].rsplit("/", 1)[1] for p in items] == ["a.JPG", "b.png"], "sorted, images only"
     assert inference_items(str(folder), None) == items

@@ -48,7 +48,9 @@ def _items(n: int = 4):
         label = torch.zeros(1, 8, 8)
         label[..., :4] = 1.0 if left else 0.0
         label[..., 4:] = 0.0 if left else 1.0
-        items.append({"image": torch.rand(1, 8, 8), "label": label, "text": f"lesion in the {'left' if left else 'right'} lung"})
+        items.append(
+            {"image": torch.rand(1, 8, 8), "label": label, "text": f"lesion in the {'left' if left else 'right'} lung"}
+        )
     return items
 
 
@@ -58,7 +60,9 @@ def test_text_reaches_network_through_trainer_and_evaluator():
     transform = TokenizeTextd(keys="text", tokenizer=tokenizer)
     loader = DataLoader(Dataset(_items(), transform=transform), batch_size=2)
     net = TextConditionedToy(left_id)
-    loss = WeightedSumLoss({"dice": DiceLoss(sigmoid=True), "bce": torch.nn.BCEWithLogitsLoss()}, {"dice": 0.5, "bce": 0.5})
+    loss = WeightedSumLoss(
+        {"dice": DiceLoss(sigmoid=True), "bce": torch.nn.BCEWithLogitsLoss()}, {"dice": 0.5, "bce": 0.5}
+    )
     prepare = PrepareBatchExtraInput(extra_keys=["text_ids"])
 
     evaluator = SupervisedEvaluator(
@@ -68,11 +72,15 @@ def test_text_reaches_network_through_trainer_and_evaluator():
         prepare_batch=prepare,
         postprocessing=lambda x: x,
         key_val_metric={
-            "dice": PerImageDiceHandler(output_transform=lambda out: ([(o["pred"] > 0).float() for o in out], [o["label"] for o in out]))
+            "dice": PerImageDiceHandler(
+                output_transform=lambda out: ([(o["pred"] > 0).float() for o in out], [o["label"] for o in out])
+            )
         },
     )
     evaluator.run()
-    assert evaluator.state.metrics["dice"] == pytest.approx(1.0), "the text decides the half: perfect only if text arrived"
+    assert evaluator.state.metrics["dice"] == pytest.approx(
+        1.0
+    ), "the text decides the half: perfect only if text arrived"
     assert net.calls[-1] == ((2, 1, 8, 8), (2, 12), torch.int64)
 
     trainer = SupervisedTrainer(
@@ -90,14 +98,18 @@ def test_text_reaches_network_through_trainer_and_evaluator():
     last_loss = from_engine(["loss"], first=True)(trainer.state.output)
     assert float(last_loss) == pytest.approx(loss.last_terms["dice"] + loss.last_terms["bce"], rel=1e-5)
     # swapping the texts flips the prediction: the network really used them
-    swapped = [dict(d, text=d["text"].replace("left", "X").replace("right", "left").replace("X", "right")) for d in _items()]
+    swapped = [
+        dict(d, text=d["text"].replace("left", "X").replace("right", "left").replace("X", "right")) for d in _items()
+    ]
     evaluator2 = SupervisedEvaluator(
         device=torch.device("cpu"),
         val_data_loader=DataLoader(Dataset(swapped, transform=transform), batch_size=2),
         network=net,
         prepare_batch=prepare,
         key_val_metric={
-            "dice": PerImageDiceHandler(output_transform=lambda out: ([(o["pred"] > 0).float() for o in out], [o["label"] for o in out]))
+            "dice": PerImageDiceHandler(
+                output_transform=lambda out: ([(o["pred"] > 0).float() for o in out], [o["label"] for o in out])
+            )
         },
     )
     evaluator2.run()

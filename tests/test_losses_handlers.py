@@ -37,7 +37,11 @@ def test_weighted_sum_loss_matches_formula_and_records_terms():
 
 @pytest.mark.parametrize(
     "terms,weights,err",
-    [({}, None, ValueError), ({"bad name": torch.nn.L1Loss()}, None, ValueError), ({"a": torch.nn.L1Loss()}, {"b": 1}, KeyError)],
+    [
+        ({}, None, ValueError),
+        ({"bad name": torch.nn.L1Loss()}, None, ValueError),
+        ({"a": torch.nn.L1Loss()}, {"b": 1}, KeyError),
+    ],
 )
 def test_weighted_sum_loss_bad_arguments(terms, weights, err):
     with pytest.raises(err):
@@ -129,7 +133,9 @@ def test_last_checkpoint_handler_interval_and_final(tmp_path):
     @trainer.on(Events.EPOCH_COMPLETED)
     def _record(engine):
         if os.path.exists(handler.path):
-            saved_epochs.append(torch.load(handler.path, weights_only=False)["trainer"]["iteration"])  # 1 iteration/epoch
+            saved_epochs.append(
+                torch.load(handler.path, weights_only=False)["trainer"]["iteration"]
+            )  # 1 iteration/epoch
 
     trainer.run([0], max_epochs=3)
     assert saved_epochs == [2, 3], "saved every 2 epochs and at the final epoch"
@@ -139,7 +145,9 @@ def test_last_checkpoint_handler_interval_and_final(tmp_path):
 
 def test_write_per_case_table(tmp_path):
     for name, vals in {"Dice": ["0.5", "1.0"], "HD95": ["3.0", "0.0"]}.items():
-        (tmp_path / f"{name}_raw.csv").write_text("filename,class0\n" + "".join(f"case{i},{v}\n" for i, v in enumerate(vals)))
+        (tmp_path / f"{name}_raw.csv").write_text(
+            "filename,class0\n" + "".join(f"case{i},{v}\n" for i, v in enumerate(vals))
+        )
     out = write_per_case_table(str(tmp_path), ["Dice", "HD95"])
     rows = list(csv.reader(open(out)))
     assert rows == [["filename", "Dice", "HD95"], ["case0", "0.5", "3.0"], ["case1", "1.0", "0.0"]]

@@ -347,9 +347,7 @@ def _make_label(out: Any, batch_size: int, generator: torch.Generator | None = N
     return (torch.rand((batch_size, 1, *logits.shape[2:]), generator=generator) > 0.5).float()
 
 
-def _probe_train(
-    bundle_root: Path, network: torch.nn.Module, values: list[Any]
-) -> tuple[dict[str, str], torch.Tensor]:
+def _probe_train(bundle_root: Path, network: torch.nn.Module, values: list[Any]) -> tuple[dict[str, str], torch.Tensor]:
     """Run one CPU training step with the train.json loss/optimizer; replace what fails by the fallbacks."""
     loss_fn, optimizer, info = make_train_components(bundle_root, network, torch.device("cpu"))
     network.train()
@@ -437,7 +435,6 @@ def _time_train_step(
     with track_peak_memory(device) as mem:
         timing = measure_latency(step, warmup=args.warmup, repeats=args.repeats, device=device)
     result = {**timing, "peak_memory": mem}
-    del optimizer, loss_fn
     return result
 
 

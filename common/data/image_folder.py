@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["IMAGE_EXTENSIONS", "list_image_folder", "inference_items"]
+from common.data.datalist import load_datalist
+from common.data.tables import IMAGE_SUFFIXES
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+__all__ = ["list_image_folder", "inference_items"]
 
 
 def list_image_folder(folder: str) -> list[dict]:
     """
-    Every image file directly inside ``folder`` (extensions in :data:`IMAGE_EXTENSIONS`, case-insensitive),
+    Every image file directly inside ``folder`` (extensions in ``common.data.tables.IMAGE_SUFFIXES``, case-insensitive),
     sorted by name, as ``[{"image": <absolute path>}, ...]``.
 
     Args:
@@ -27,9 +28,9 @@ def list_image_folder(folder: str) -> list[dict]:
     """
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"input_dir {folder!r} is not a folder.")
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
     if not names:
-        raise ValueError(f"input_dir {folder!r} holds no image file ({', '.join(IMAGE_EXTENSIONS)}).")
+        raise ValueError(f"input_dir {folder!r} holds no image file ({', '.join(IMAGE_SUFFIXES)}).")
     return [{"image": os.path.abspath(os.path.join(folder, n))} for n in names]
 
 
@@ -50,6 +51,4 @@ def inference_items(input_dir: str | None, datalist_file: str | None, split: str
         return list_image_folder(input_dir)
     if not datalist_file:
         raise ValueError("inference needs `input_dir` (a folder of images) or `datalist_file` (a datalist JSON).")
-    from common.data.datalist import load_datalist
-
     return load_datalist(datalist_file, split)
