@@ -193,12 +193,11 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
         src = dataset_dir / item["image"]
         (folder / src.name).write_bytes(src.read_bytes())
     folder_out = tmp_path / "pred_folder"
-    run_workflow(
-        name,
-        configs(name, "inference.json"),
-        "infer",
-        {**inf_over, "input_dir": str(folder), "output_dir": str(folder_out)},
-    )
+    folder_over = {**inf_over, "input_dir": str(folder), "output_dir": str(folder_out)}
+    inference_keys = json.loads((bundle_dir(name) / "configs" / "inference.json").read_text())
+    if "text_prompt" in inference_keys:  # text-guided bundles: one prompt for every image of the folder
+        folder_over["text_prompt"] = "Unilateral pulmonary infection, one infected area, lower left lung."
+    run_workflow(name, configs(name, "inference.json"), "infer", folder_over)
     assert sorted(p.name for p in folder_out.glob("*.png")) == sorted(f"{p.stem}_mask.png" for p in folder.iterdir())
 
     # TorchScript export through MONAI's CLI and parity with eager
@@ -222,28 +221,29 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
     net.load_state_dict(torch.load(ckpt_dir / "model.pt", map_location="cpu", weights_only=True))
     net.eval()
     ts = torch.jit.load(str(ts_path))
-    inputs = example_inputs(name, batch=2, image_size=GENERIC_TINY["image_size"])
+    inputs = example_inputs(name, 2, GENERIC_TINY["image_size"], inf_over.get("num_tokens"))
     with torch.no_grad():
         diff = (ts(*inputs) - net(*inputs)).abs().max().item()
     assert diff < 1e-5, f"TorchScript output differs from eager by {diff}"
 
 
-def example_inputs(name: str, batch: int, image_size: int) -> list[torch.Tensor]:
-    """Network inputs built from metadata.json alone, in call order."""
+def example_inputs(name: str, batch: int, image_size: int, num_tokens: int | None = None) -> list[torch.Tensor]:
+    """Network inputs built from metadata.json alone, in call order (``num_tokens`` overrides a sequence length)."""
     meta = json.loads((bundle_dir(name) / "configs" / "metadata.json").read_text())
     out = []
     for key, desc in meta["network_data_format"]["inputs"].items():
         if key == "image":
             out.append(torch.rand(batch, desc["num_channels"], image_size, image_size))
+            continue
+        lo, hi = desc["value_range"]
+        shape = [batch, *desc["spatial_shape"]]
+        if num_tokens is not None and desc.get("format") == "sequence":
+            shape[1] = num_tokens
+        dtype = getattr(torch, desc["dtype"])
+        if dtype.is_floating_point:
+            out.append(torch.rand(shape) * (hi - lo) + lo)
         else:
-            lo, hi = desc["value_range"]
-            shape = [batch, *[s for s in desc["spatial_shape"]]]
-            dtype = getattr(torch, desc["dtype"])
-            out.append(
-                torch.randint(int(lo), int(hi) + 1, shape, dtype=dtype)
-                if not dtype.is_floating_point
-                else torch.rand(shape)
-            )
+            out.append(torch.randint(int(lo), int(hi) + 1, shape, dtype=dtype))
     return out
 
 
@@ -253,12 +253,17 @@ def test_verify_net_in_out(name):
 
     over = {**GENERIC_TINY, **PER_BUNDLE.get(name, {})}
     over.pop("image_size")
+    meta = json.loads((bundle_dir(name) / "configs" / "metadata.json").read_text())
+    names = list(meta["network_data_format"]["inputs"])
+    # MONAI synthesises only the image; further inputs (text) are built from the metadata, as a user would
+    extra = dict(zip(names[1:], example_inputs(name, 1, 32, over.get("num_tokens"))[1:]))
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(bundle_dir(name) / "configs" / "metadata.json"),
         config_file=str(bundle_dir(name) / "configs" / "inference.json"),
         bundle_root=str(bundle_dir(name)),
         device="cpu",
+        extra_forward_args=extra,
         **over,
     )
 

@@ -62,3 +62,10 @@ def test_inference_items_from_folder_and_datalist(tmp_path):
     (tmp_path / "datalist.json").write_text(json.dumps(datalist))
     got = inference_items("", str(tmp_path / "datalist.json"), "test")
     assert got[0]["image"] == str(folder / "b.png") and got[0]["text"] == "one lesion"
+
+
+def test_inference_items_text_prompt(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+    assert inference_items(str(tmp_path), None, text="left lung")[0]["text"] == "left lung"
+    with pytest.raises(ValueError, match="text_prompt"):
+        inference_items(str(tmp_path), None, require_text=True)

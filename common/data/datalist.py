@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from common.data.fileio import atomic_write_json
@@ -39,6 +40,7 @@ __all__ = [
     "write_datalist",
     "load_datalist",
     "ensure_datalist",
+    "datalist_texts",
 ]
 
 #: Default datalist file name inside a dataset folder.
@@ -357,3 +359,21 @@ def ensure_datalist(
         finally:
             lock.unlink(missing_ok=True)
         return str(datalist_path)
+
+
+def datalist_texts(datalist_file: str, splits: Sequence[str] = DATALIST_SPLITS) -> list[str]:
+    """
+    The distinct texts of the given splits of a datalist, sorted: what a frozen text encoder must embed once
+    (e.g. ``HFTextEmbedd.embed_texts``) before training, so its on-disk cache is complete and reused.
+
+    Args:
+        datalist_file: the datalist JSON.
+        splits: the splits to read; a split the datalist lacks is skipped.
+
+    Raises:
+        ValueError: as :func:`load_datalist` for malformed entries.
+    """
+    with open(datalist_file) as f:
+        present = set(json.load(f))
+    texts = {item["text"] for split in splits if split in present for item in load_datalist(datalist_file, split)}
+    return sorted(texts)

@@ -34,7 +34,13 @@ def list_image_folder(folder: str) -> list[dict]:
     return [{"image": os.path.abspath(os.path.join(folder, n))} for n in names]
 
 
-def inference_items(input_dir: str | None, datalist_file: str | None, split: str = "test") -> list[dict]:
+def inference_items(
+    input_dir: str | None,
+    datalist_file: str | None,
+    split: str = "test",
+    text: str | None = None,
+    require_text: bool = False,
+) -> list[dict]:
     """
     The items of an inference run: the images of ``input_dir`` when it is given, else the ``split`` list of the
     datalist (labels and text kept, so text-guided bundles find their prompt).
@@ -43,12 +49,23 @@ def inference_items(input_dir: str | None, datalist_file: str | None, split: str
         input_dir: a folder of images, or ``None``/``""`` to use the datalist.
         datalist_file: a datalist JSON (see ``common.data.load_datalist``).
         split: the datalist split to read, default ``"test"``.
+        text: a text prompt given to every image of ``input_dir`` (text-guided bundles); datalist items keep their
+            own text.
+        require_text: raise when images of ``input_dir`` would get no text (text-guided bundles).
 
     Raises:
-        ValueError: when neither source is given.
+        ValueError: when neither source is given, or ``require_text`` and a folder is given without ``text``.
     """
     if input_dir:
-        return list_image_folder(input_dir)
+        items = list_image_folder(input_dir)
+        if text:
+            return [dict(item, text=text) for item in items]
+        if require_text:
+            raise ValueError(
+                f'the images of input_dir {input_dir!r} have no text: pass a prompt with `--text_prompt "..."` '
+                "or use a datalist (`datalist_file`), whose items carry their own text."
+            )
+        return items
     if not datalist_file:
         raise ValueError("inference needs `input_dir` (a folder of images) or `datalist_file` (a datalist JSON).")
     return load_datalist(datalist_file, split)

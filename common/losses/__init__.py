@@ -5,5 +5,6 @@
 """Losses shared by the bundles. Multi-term losses record each term so it can be logged separately."""
 
 from .composite import WeightedSumLoss
+from .lvit import LanguageVisionLoss, LViTDiceCELoss, LViTSemiSupervisedLoss
 
-__all__ = ["WeightedSumLoss"]
+__all__ = ["WeightedSumLoss", "LanguageVisionLoss", "LViTDiceCELoss", "LViTSemiSupervisedLoss"]

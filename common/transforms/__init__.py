@@ -11,6 +11,7 @@ __all__ = [
     "BinarizeMask",
     "BinarizeMaskd",
     "CheckSameSpatialShaped",
+    "HFTextEmbedd",
     "HFTokenizer",
     "OpenCLIPTokenizer",
     "TextTokenizer",
@@ -22,3 +23,4 @@ __all__ = [
 from common.transforms.checks import CheckSameSpatialShaped, get_source_name
 from common.transforms.mask import BinarizeMask, BinarizeMaskd
 from common.transforms.text import HFTokenizer, OpenCLIPTokenizer, TextTokenizer, TokenizeTextd, TokenizerOutput
+from common.transforms.text_embedding import HFTextEmbedd

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .config import require_bool
+from .config import require, require_bool, require_choice
 from .profiling import (
     count_forward_parameters,
     measure_latency,
@@ -20,7 +20,9 @@ __all__ = [
     "count_forward_parameters",
     "measure_latency",
     "read_proc_status_kib",
+    "require",
     "require_bool",
+    "require_choice",
     "reset_peak_rss",
     "track_peak_memory",
 ]

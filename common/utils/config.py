@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-__all__ = ["require_bool"]
+__all__ = ["require", "require_bool", "require_choice"]
 
 
 def require_bool(**flags) -> None:
@@ -30,3 +30,32 @@ def require_bool(**flags) -> None:
             f"boolean config keys {listed} must be True or False; on the command line write e.g. "
             f"`--{next(iter(bad))} True` (python-fire reads `true`/`false` as strings)."
         )
+
+
+def require_choice(key: str, value, choices) -> None:
+    """
+    Raises unless ``value`` is one of ``choices``.
+
+    Args:
+        key: the config key, named in the error.
+        value: its value.
+        choices: the allowed values.
+
+    Raises:
+        ValueError: naming the key, the value and the allowed values.
+    """
+    if value not in tuple(choices):
+        raise ValueError(f"config key `{key}` is {value!r}; it must be one of {list(choices)}.")
+
+
+def require(condition: bool, message: str) -> None:
+    """
+    Raises ``ValueError(message)`` unless ``condition`` holds; for config checks that read as a sentence
+    (e.g. "semi-supervised training runs on one process").
+
+    Args:
+        condition: what must hold.
+        message: the error, naming the keys involved and how to fix them.
+    """
+    if not condition:
+        raise ValueError(message)

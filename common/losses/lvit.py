@@ -1,0 +1,273 @@
+# Copyright (c) 2026 Text-guided segmentation bundles contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+"""
+LViT losses: the supervised Dice + CE loss (paper eq. 16 / appendix F eq. 28-30), the Language-Vision (LV) loss
+(eq. 14-15 / appendix D eq. 26-27) and the semi-supervised combination (eq. 17 / eq. 31).
+
+Source: Li et al., "LViT: Language meets Vision Transformer in Medical Image Segmentation", sections 3.3 and 4.1,
+appendices D and F. All losses take the network's LOGITS (one foreground channel); the sigmoid is applied here.
+
+How eq. 28-29 (C = 2 categories) map onto one sigmoid output. The network predicts one logit ``z`` per pixel; the
+two category probabilities are ``p_i,fg = sigmoid(z_i)`` and ``p_i,bg = 1 - sigmoid(z_i)``, the one-hot target is
+``y_i,fg = y_i`` and ``y_i,bg = 1 - y_i`` (``y_i`` may be soft, e.g. a pseudo label). Then, per image of N pixels:
+
+- eq. 29, ``L_CE = -(1/N) sum_i sum_j y_ij log p_ij`` = the mean over pixels of
+  ``-[y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))]``, i.e. exactly ``BCEWithLogitsLoss`` (computed from the
+  logits for numerical stability). Averaged over the images of a batch (all of one size) it equals
+  ``torch.nn.BCEWithLogitsLoss()`` on the batch.
+- eq. 28 is printed as ``1 - sum_i sum_j 1/(NC) * 2|p_ij ∩ y_ij| / (|p_ij| + |y_ij|)``. Read literally (a ratio per
+  pixel, then averaged) a perfect prediction scores ``1 - 1/C = 0.5`` (the ratio is 1 for the true category and 0
+  or 0/0 for the other), and eq. 32 (``Dice = 1 - L_Dice``) would not be the Dice score. We therefore read ``|.|``
+  as sums over the N pixels of the image, the standard soft Dice per category, averaged over the C = 2 categories::
+
+      D_j = (2 sum_i p_ij y_ij + s) / (sum_i p_ij + sum_i y_ij + s),   L_Dice = 1 - (D_fg + D_bg) / 2
+
+  with ``s = smooth`` (default 1e-5, the reference code's constant, method_notes §1.3) so that an all-empty
+  category gives ``D = 1`` instead of 0/0. This is per image, then averaged over images.
+
+Difference from ``monai.losses.DiceLoss(sigmoid=True) + torch.nn.BCEWithLogitsLoss()``: the CE part is identical;
+MONAI's Dice on a one-channel sigmoid output is the FOREGROUND Dice only, whereas eq. 28 also averages in the
+background category. Our Dice equals ``DiceLoss(smooth_nr=s, smooth_dr=s)`` applied to the two-channel maps
+``[1 - p, p]`` and ``[1 - y, y]`` (``include_background=True``, no activation). For small lesions the background
+Dice is close to 1, so our Dice term is about half of MONAI's and its gradient also penalises false positives
+through the background category. The reference code (``WeightedDiceBCE``, method_notes §1.3) differs from both:
+a foreground-only Dice with squared denominators and a class-balanced BCE; we follow the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.utils import look_up_option
+from torch import nn
+
+__all__ = ["LanguageVisionLoss", "LViTDiceCELoss", "LViTSemiSupervisedLoss", "dice_ce_per_image"]
+
+
+def _check_pair(input: torch.Tensor, target: torch.Tensor, target_channels: int, name: str) -> None:  # noqa: A002
+    if input.ndim < 3 or input.shape[1] != 1:
+        raise ValueError(f"{name}: input must be logits of shape (B, 1, *spatial), got {tuple(input.shape)}.")
+    expected = (input.shape[0], target_channels, *input.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{name}: target must have shape {expected}, got {tuple(target.shape)}.")
+
+
+def dice_ce_per_image(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> tuple[torch.Tensor, ...]:
+    """
+    Per-image Dice loss (eq. 28, two categories) and CE loss (eq. 29) of one-channel logits; see the module notes.
+
+    Args:
+        logits: ``(B, 1, *spatial)`` logits.
+        target: ``(B, 1, *spatial)`` foreground targets in [0, 1] (binary masks or soft pseudo labels).
+        smooth: ``s`` added to numerator and denominator of each category's Dice, default 1e-5, must be >= 0.
+
+    Returns:
+        ``(dice, ce)``, two float32 tensors of shape ``(B,)``.
+    """
+    z = logits.float().contiguous()  # one memory layout -> the same reduction order for views and copies
+    y = target.float().contiguous()
+    dims = tuple(range(1, z.ndim))
+    p = torch.sigmoid(z)
+    fg = (2.0 * (p * y).sum(dims) + smooth) / (p.sum(dims) + y.sum(dims) + smooth)
+    q, r = 1.0 - p, 1.0 - y
+    bg = (2.0 * (q * r).sum(dims) + smooth) / (q.sum(dims) + r.sum(dims) + smooth)
+    dice = 1.0 - 0.5 * (fg + bg)
+    ce = F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(dims)
+    return dice, ce
+
+
+class LanguageVisionLoss(nn.Module):
+    """
+    LV (Language-Vision) loss, LViT eq. 14-15 (appendix D eq. 26-27): for each image,
+    ``L_LV = 1 - cos(flatten(p), flatten(c))``, the cosine similarity between the predicted foreground probability
+    map ``p`` and the contrastive mask ``c`` (the mask of the labeled text most similar to the image's text, see
+    :func:`common.data.semi_supervised.assign_contrastive_labels`), then reduced over the images.
+
+    Empty maps: an all-zero contrastive mask carries no location (and the cosine is 0/0), so such an image is
+    SKIPPED: its per-image value is 0 and it is left out of the ``"mean"``. A batch with no usable image gives 0
+    (still attached to the graph). An all-zero prediction (only possible with ``sigmoid=False``) has cosine 0 and
+    loss 1 (the denominator is clamped at ``eps``).
+
+    Args:
+        sigmoid: apply a sigmoid to ``input`` (logits, default ``True``); ``False`` when ``input`` already holds
+            probabilities.
+        reduction: ``"mean"`` (default; over images with a non-empty contrastive mask), ``"sum"`` or ``"none"``
+            (shape ``(B,)``).
+        eps: lower clamp of ``|p| * |c|``, default 1e-8.
+
+    Raises:
+        ValueError: when ``reduction`` is not one of the three values; (when called) when shapes differ.
+
+    Examples::
+
+        lv = LanguageVisionLoss(sigmoid=False)
+        lv(torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]]), torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]))
+        # 1 - 1/sqrt(2) = 0.2929
+    """
+
+    def __init__(self, sigmoid: bool = True, reduction: str = "mean", eps: float = 1e-8) -> None:
+        super().__init__()
+        self.sigmoid = bool(sigmoid)
+        self.reduction = look_up_option(reduction, ("mean", "sum", "none"))
+        self.eps = float(eps)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        """
+        Args:
+            input: ``(B, C, *spatial)`` logits (or probabilities with ``sigmoid=False``).
+            target: the contrastive masks, same shape as ``input``.
+
+        Returns:
+            the reduced loss (a scalar) or, with ``reduction="none"``, one value per image.
+        """
+        if input.shape != target.shape or input.ndim < 2:
+            raise ValueError(
+                f"LanguageVisionLoss: input {tuple(input.shape)} and contrastive mask {tuple(target.shape)} must have "
+                "the same (B, C, *spatial) shape."
+            )
+        p = input.float().flatten(1)
+        if self.sigmoid:
+            p = torch.sigmoid(p)
+        c = target.float().flatten(1)
+        cos = (p * c).sum(1) / (p.norm(dim=1) * c.norm(dim=1)).clamp_min(self.eps)
+        usable = c.abs().sum(1) > 0
+        per_image = torch.where(usable, 1.0 - cos, torch.zeros_like(cos))
+        if self.reduction == "none":
+            return per_image
+        if self.reduction == "sum":
+            return per_image.sum()
+        if not bool(usable.any()):
+            return per_image.sum() * 0.0
+        return per_image.sum() / usable.sum()
+
+
+class LViTDiceCELoss(nn.Module):
+    """
+    The supervised LViT loss, eq. 16 / eq. 30: ``L_sup = dice_weight * L_Dice + ce_weight * L_CE`` with the
+    two-category Dice of eq. 28 and the CE of eq. 29 (see the module notes for how they map onto one sigmoid
+    output), each computed per image and averaged over the batch. Records ``last_terms`` (``"dice"``, ``"ce"``,
+    weighted values) like :class:`common.losses.WeightedSumLoss`, for :class:`common.handlers.LossTermsHandler`.
+
+    Args:
+        dice_weight: weight of the Dice term, default 0.5 (``(L_Dice + L_CE) / 2``, eq. 16).
+        ce_weight: weight of the CE term, default 0.5.
+        smooth: Dice smoothing ``s`` (>= 0), default 1e-5.
+
+    Raises:
+        ValueError: when ``smooth`` < 0; (when called) when ``input`` is not ``(B, 1, *spatial)`` or ``target``
+            has another shape.
+    """
+
+    def __init__(self, dice_weight: float = 0.5, ce_weight: float = 0.5, smooth: float = 1e-5) -> None:
+        super().__init__()
+        if smooth < 0:
+            raise ValueError(f"smooth must be >= 0, got {smooth}.")
+        self.dice_weight = float(dice_weight)
+        self.ce_weight = float(ce_weight)
+        self.smooth = float(smooth)
+        self.last_terms: dict[str, float] = {}
+
+    def supervised_terms(
+        self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor  # noqa: A002
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            input: ``(B, 1, *spatial)`` logits.
+            target: ``(B, 1, *spatial)`` targets in [0, 1].
+            weight: ``(B,)`` per-image weights (1 = supervised, 0 = no supervised term).
+
+        Returns:
+            ``(dice_term, ce_term)``: ``dice_weight * mean_b(weight_b * dice_b)`` and the same for CE (the mean is
+            over all B images).
+        """
+        dice, ce = dice_ce_per_image(input, target, self.smooth)
+        return self.dice_weight * (weight * dice).mean(), self.ce_weight * (weight * ce).mean()
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        """
+        Args:
+            input: ``(B, 1, *spatial)`` logits.
+            target: ``(B, 1, *spatial)`` binary (or soft) masks.
+
+        Returns:
+            the scalar loss.
+        """
+        _check_pair(input, target, 1, type(self).__name__)
+        ones = torch.ones(input.shape[0], device=input.device)
+        dice_term, ce_term = self.supervised_terms(input, target, ones)
+        self.last_terms = {"dice": float(dice_term.detach()), "ce": float(ce_term.detach())}
+        return dice_term + ce_term
+
+
+class LViTSemiSupervisedLoss(LViTDiceCELoss):
+    """
+    Semi-supervised LViT loss on a batch mixing labeled and unlabeled images (eq. 16-17 / eq. 30-31)::
+
+        L = (1/B) * sum_b [ v_b * (dice_weight * L_Dice,b + ce_weight * L_CE,b) + u_b * alpha * L_LV,b ]
+
+    where ``u_b`` is 1 for an unlabeled image, ``v_b`` is 1 when image b has a usable target (always for labeled
+    images; for an unlabeled one, once its EPI pseudo label exists), Dice and CE are computed against channel 0 of
+    the packed label (the mask, or the EPI pseudo label, soft) and ``L_LV`` against channel 1 (the contrastive mask,
+    :class:`LanguageVisionLoss`, empty masks skipped). A labeled image therefore gets eq. 16, an unlabeled image with a
+    pseudo label eq. 17, and an unlabeled image before its first pseudo label only ``alpha * L_LV``. The mean is over
+    all B images of the batch, like the per-batch mean of the fully supervised loss, so with no unlabeled image in the
+    batch the value is exactly :class:`LViTDiceCELoss`.
+
+    ``last_terms`` holds the three weighted terms ``{"dice", "ce", "lv"}`` of the last call (their sum is the loss),
+    for :class:`common.handlers.LossTermsHandler`.
+
+    Args:
+        alpha: weight of the LV loss for unlabeled images, default 0.1 (paper section 4.1); 0 disables it.
+        dice_weight: weight of the Dice term, default 0.5.
+        ce_weight: weight of the CE term, default 0.5.
+        smooth: Dice smoothing (>= 0), default 1e-5.
+        lv_eps: clamp of the LV cosine denominator, default 1e-8.
+
+    Raises:
+        ValueError: when ``smooth`` < 0 or ``alpha`` < 0; (when called) when the target is not the 4-channel packed
+            label of :class:`common.engines.PrepareBatchSemiSupervised` with the input's batch and spatial size.
+
+    Examples::
+
+        loss = LViTSemiSupervisedLoss(alpha=0.1)
+        value = loss(logits, packed_label)   # packed_label: (B, 4, H, W) [target, contrastive, is_unlabeled, valid]
+        loss.last_terms                      # {"dice": ..., "ce": ..., "lv": ...}
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.1,
+        dice_weight: float = 0.5,
+        ce_weight: float = 0.5,
+        smooth: float = 1e-5,
+        lv_eps: float = 1e-8,
+    ) -> None:
+        super().__init__(dice_weight=dice_weight, ce_weight=ce_weight, smooth=smooth)
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}.")
+        self.alpha = float(alpha)
+        self.lv = LanguageVisionLoss(sigmoid=True, reduction="none", eps=lv_eps)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        """
+        Args:
+            input: ``(B, 1, *spatial)`` logits.
+            target: ``(B, 4, *spatial)`` packed label ``[target, contrastive, is_unlabeled, target_valid]``.
+
+        Returns:
+            the scalar loss.
+        """
+        _check_pair(input, target, 4, type(self).__name__)
+        batch = input.shape[0]
+        flags = target[:, 2:4].reshape(batch, 2, -1)[:, :, 0].float()
+        unlabeled, valid = flags[:, 0], flags[:, 1]
+        dice_term, ce_term = self.supervised_terms(input, target[:, 0:1], valid)
+        lv_term = self.alpha * (unlabeled * self.lv(input, target[:, 1:2])).mean()
+        self.last_terms = {
+            "dice": float(dice_term.detach()),
+            "ce": float(ce_term.detach()),
+            "lv": float(lv_term.detach()),
+        }
+        return dice_term + ce_term + lv_term

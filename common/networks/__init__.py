@@ -1,0 +1,13 @@
+# Copyright (c) 2026 Text-guided segmentation bundles contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+
+"""Networks of the text-guided segmentation bundles: LViT and the text embedders it (and later networks) use."""
+
+from __future__ import annotations
+
+from .lvit import LVIT_SIZES, LViT, build_lvit
+from .text_embedding import HFTextEncoder, TokenEmbedding
+
+__all__ = ["LViT", "LVIT_SIZES", "build_lvit", "TokenEmbedding", "HFTextEncoder"]

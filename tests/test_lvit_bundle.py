@@ -1,0 +1,99 @@
+# Copyright (c) 2026 Text-guided segmentation bundles contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+"""LViT bundle specifics on top of the shared bundle tests: semi-supervised EPI + LV training end to end, resume
+of the pseudo-label bank, the text-free LViT-xW switch and the config checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from test_bundles import configs, tiny_overrides
+
+NAME = "lvit"
+
+
+def _workflow(tmp_path, **extra):
+    over = tiny_overrides(NAME, tmp_path / "data", tmp_path / "out", **extra)
+    wf = ConfigWorkflow(config_file=configs(NAME, "train.json")[0], workflow_type="train", **over)
+    wf.initialize()
+    return wf
+
+
+def test_semi_supervised_epoch_runs_and_bank_resumes(tmp_path):
+    wf = _workflow(tmp_path, label_fraction=0.5, max_epochs=2)
+    labeled, unlabeled = wf.parser.get_parsed_content("train#split")
+    assert len(labeled) == 4 and len(unlabeled) == 4, "half of the 8 training images keep their labels"
+    unlabeled_data = wf.parser.get_parsed_content("train#unlabeled_data")
+    assert all("label" not in u and u["contrastive_label"] for u in unlabeled_data)
+    assert {u["contrastive_label"] for u in unlabeled_data} <= {item["label"] for item in labeled}
+    wf.run()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert {"loss_dice", "loss_ce", "loss_lv"} <= set(trainer.state.metrics), trainer.state.metrics
+    assert trainer.state.metrics["loss_lv"] > 0, "the LV loss acts on the unlabeled images"
+    bank = wf.parser.get_parsed_content("epi_bank")
+    assert bool(bank.state_dict()["initialised"].all()), "every unlabeled image has a pseudo label after an epoch"
+    saved = torch.load(tmp_path / "out" / "models" / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    assert torch.equal(saved["epi_bank"]["values"], bank.state_dict()["values"])
+
+    resumed = _workflow(tmp_path, label_fraction=0.5, max_epochs=3, resume=True)
+    r_bank = resumed.parser.get_parsed_content("epi_bank")
+    before = saved["epi_bank"]["values"].float()
+    resumed.run()
+    after = r_bank.state_dict()["values"].float()
+    assert int(r_bank.state_dict()["counts"].min()) == int(saved["epi_bank"]["counts"].min()) + 1
+    # the EMA continued from the saved bank (beta = 0.99): values moved, but by at most 1 - beta per update
+    assert (after - before).abs().max() <= 0.01 + 1e-3
+
+
+def test_text_free_variant_and_bad_keys(tmp_path):
+    wf = _workflow(tmp_path, use_text=False, max_epochs=1)
+    net = wf.parser.get_parsed_content("network_def")
+    assert net.use_text is False and net.text_embedder is None
+    with pytest.raises(Exception) as err:
+        _workflow(tmp_path, text_encoder="gpt")
+    assert "text_encoder" in str(err.value) + str(err.value.__cause__)
+    with pytest.raises(Exception) as err:
+        _workflow(tmp_path, model_size="XL")
+    assert "model_size" in str(err.value) + str(err.value.__cause__)
+
+
+def test_frozen_bert_text_encoder_path(tmp_path):
+    """The paper setting: frozen BERT-family word vectors, cached, fed as (num_tokens, hidden) embeddings. A tiny
+    random BERT is saved to a folder and loaded through the bundle's own keys, as a user points at a real model."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = "unilateral bilateral pulmonary infection , one two three four infected area areas all upper middle lower"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words.split(), "left", "right", "and", "lung", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    folder = tmp_path / "tiny_bert"
+    torch.manual_seed(0)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+    ).save_pretrained(str(folder))
+    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(str(folder))
+
+    wf = _workflow(tmp_path, text_encoder="bert", text_encoder_path=str(folder), text_dim=16, max_epochs=1)
+    assert wf.parser.get_parsed_content("text_key") == "text_emb"
+    assert wf.parser.get_parsed_content("network_def").text_embedder is None
+    wf.run()
+    assert wf.parser.get_parsed_content("train#trainer").state.epoch == 1
+    cache_files = list((tmp_path / "out" / "text_cache").glob("*.pt"))
+    assert len(cache_files) == 1, "frozen text embeddings are cached on disk, one file per model and token count"
+
+
+def test_multi_gpu_refuses_semi_supervised(tmp_path):
+    over = tiny_overrides(NAME, tmp_path / "data", tmp_path / "out", label_fraction=0.5)
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(configs(NAME, "train.json", "multi_gpu_train.json"))
+    parser.update(over)
+    with pytest.raises(Exception) as err:
+        parser.get_parsed_content("initialize#5")
+    assert "one process" in str(err.value) + str(err.value.__cause__)
