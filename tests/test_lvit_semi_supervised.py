@@ -417,7 +417,7 @@ def test_semi_supervised_loss_equals_supervised_without_unlabeled():
     assert torch.equal(semi(logits, packed), sup(logits, target))
     assert semi.last_terms["lv"] == 0.0
     with pytest.raises(ValueError, match="target must have shape"):
-        semi(logits, target)
+        semi(logits, torch.cat([target, target], dim=1))  # neither a plain mask nor the 4-channel packed label
     with pytest.raises(ValueError, match="alpha"):
         LViTSemiSupervisedLoss(alpha=-1.0)
 
@@ -563,3 +563,13 @@ def test_semi_supervised_training_end_to_end(tmp_path):
     assert trainer2.state.epoch == 3 and len(restored_at_start) == 1
     assert torch.equal(restored_at_start[0], snapshots[2])
     assert bank2.counts.tolist() == [3, 3, 3, 3]
+
+
+def test_plain_mask_target_means_all_labeled():
+    from common.losses import LViTDiceCELoss, LViTSemiSupervisedLoss
+
+    torch.manual_seed(0)
+    logits, mask = torch.randn(3, 1, 8, 8), (torch.rand(3, 1, 8, 8) > 0.5).float()
+    semi = LViTSemiSupervisedLoss(alpha=0.1)
+    assert torch.equal(semi(logits, mask), LViTDiceCELoss()(logits, mask))
+    assert semi.last_terms["lv"] == 0.0

@@ -254,11 +254,16 @@ class LViTSemiSupervisedLoss(LViTDiceCELoss):
         """
         Args:
             input: ``(B, 1, *spatial)`` logits.
-            target: ``(B, 4, *spatial)`` packed label ``[target, contrastive, is_unlabeled, target_valid]``.
+            target: ``(B, 4, *spatial)`` packed label ``[target, contrastive, is_unlabeled, target_valid]``, or a
+                plain ``(B, 1, *spatial)`` mask meaning every image is labeled (the fully supervised case; used by
+                ``tools/benchmark.py`` and any caller without the semi-supervised batch preparation).
 
         Returns:
             the scalar loss.
         """
+        if target.ndim == input.ndim and target.shape[1] == 1:
+            ones = torch.ones_like(target)
+            target = torch.cat([target, torch.zeros_like(target), torch.zeros_like(target), ones], dim=1)
         _check_pair(input, target, 4, type(self).__name__)
         batch = input.shape[0]
         flags = target[:, 2:4].reshape(batch, 2, -1)[:, :, 0].float()
