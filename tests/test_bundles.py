@@ -55,8 +55,16 @@ def configs(name: str, *files: str) -> list[str]:
     return [str(bundle_dir(name) / "configs" / f) for f in files]
 
 
+def bundle_overrides(name: str) -> dict:
+    """The bundle's entry of tests/bundle_test_overrides.json, with ``{repo_root}`` filled in."""
+    return {
+        k: v.replace("{repo_root}", str(REPO_ROOT)) if isinstance(v, str) else v
+        for k, v in PER_BUNDLE.get(name, {}).items()
+    }
+
+
 def tiny_overrides(name: str, dataset_dir: Path, output_dir: Path, **extra) -> dict:
-    out = {**GENERIC_TINY, **PER_BUNDLE.get(name, {})}
+    out = {**GENERIC_TINY, **bundle_overrides(name)}
     out.update(bundle_root=str(bundle_dir(name)), dataset_dir=str(dataset_dir), output_dir=str(output_dir))
     out.update(extra)
     return out
@@ -251,7 +259,7 @@ def example_inputs(name: str, batch: int, image_size: int, num_tokens: int | Non
 def test_verify_net_in_out(name):
     from monai.bundle import verify_net_in_out
 
-    over = {**GENERIC_TINY, **PER_BUNDLE.get(name, {})}
+    over = {**GENERIC_TINY, **bundle_overrides(name)}
     over.pop("image_size")
     meta = json.loads((bundle_dir(name) / "configs" / "metadata.json").read_text())
     names = list(meta["network_data_format"]["inputs"])

@@ -4,7 +4,8 @@
 # You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 """Losses shared by the bundles. Multi-term losses record each term so it can be logged separately."""
 
+from .causal import CausalMinMaxLoss
 from .composite import WeightedSumLoss
 from .lvit import LanguageVisionLoss, LViTDiceCELoss, LViTSemiSupervisedLoss
 
-__all__ = ["WeightedSumLoss", "LanguageVisionLoss", "LViTDiceCELoss", "LViTSemiSupervisedLoss"]
+__all__ = ["CausalMinMaxLoss", "WeightedSumLoss", "LanguageVisionLoss", "LViTDiceCELoss", "LViTSemiSupervisedLoss"]

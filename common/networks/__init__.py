@@ -11,3 +11,12 @@ from .lvit import LVIT_SIZES, LViT, build_lvit
 from .text_embedding import HFTextEncoder, TokenEmbedding
 
 __all__ = ["LViT", "LVIT_SIZES", "build_lvit", "TokenEmbedding", "HFTextEncoder"]
+
+from .causal_modules import CARAFE, CoordConv, GradientReversal, Masker, TextConditionedDecoder  # noqa: E402
+from .causalclipseg import CausalCLIPSeg  # noqa: E402
+
+__all__ += ["CausalCLIPSeg", "CARAFE", "CoordConv", "GradientReversal", "Masker", "TextConditionedDecoder"]
+
+from .clip_encoders import CLIPImageEncoder, CLIPTextEncoder, load_clip  # noqa: E402
+
+__all__ += ["CLIPImageEncoder", "CLIPTextEncoder", "load_clip"]
