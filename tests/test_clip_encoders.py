@@ -11,7 +11,6 @@ import copy
 import json
 import logging
 import math
-import socket
 import warnings
 
 import pytest
@@ -31,15 +30,7 @@ TINY = {
 TEXTS = ["Bilateral pulmonary infection, two infected areas.", "Unilateral pulmonary infection, one infected area."]
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Make every socket connection fail, to prove that building and loading stay offline."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest.py: every socket connection fails
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import logging
 import os
 import pickle
 import shutil
-import socket
 
 import pytest
 import torch
@@ -35,15 +34,7 @@ SHORT = "Bilateral lung infections."  # bilateral lung infection ##s . -> 5 word
 UNKNOWN = "Zebra lung."  # [UNK] lung . -> 3 word pieces
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Make every socket connection fail, to prove that loading stays offline."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # conftest.py: every socket connection fails
 
 
 @pytest.fixture(scope="module")

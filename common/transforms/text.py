@@ -16,7 +16,14 @@ location words at the end of the sentence are the ones lost. Truncation is there
 
 from __future__ import annotations
 
-__all__ = ["TokenizerOutput", "TextTokenizer", "OpenCLIPTokenizer", "HFTokenizer", "TokenizeTextd"]
+__all__ = [
+    "TruncationReportMixin",
+    "TokenizerOutput",
+    "TextTokenizer",
+    "OpenCLIPTokenizer",
+    "HFTokenizer",
+    "TokenizeTextd",
+]
 
 import logging
 import os
@@ -242,7 +249,46 @@ class HFTokenizer(TextTokenizer):
         return TokenizerOutput(enc["input_ids"].long(), enc["attention_mask"].long(), lengths)
 
 
-class TokenizeTextd(MapTransform):
+class TruncationReportMixin:
+    """
+    Shared bookkeeping of text transforms that cut texts to a fixed length (``TokenizeTextd``, ``HFTextEmbedd``):
+    ``on_truncate="warn"`` logs a warning naming the item at most once per distinct text, ``"error"`` raises,
+    ``"ignore"`` only counts. ``num_truncated`` counts every truncated item, ``truncated_texts`` holds the distinct
+    texts. Call :meth:`_init_truncation` in ``__init__``.
+    """
+
+    on_truncate: str
+    num_truncated: int
+    truncated_texts: set[str]
+
+    def _init_truncation(self, on_truncate: str) -> None:
+        self.on_truncate = look_up_option(on_truncate, ("warn", "error", "ignore"))
+        self.num_truncated = 0
+        self.truncated_texts = set()
+
+    def _count_truncation(self, text: str, message: str, fix: str, outcome: str, log: logging.Logger) -> None:
+        """
+        Args:
+            text: the truncated text (the "once per distinct text" key).
+            message: what was truncated, naming the item.
+            fix: how to avoid the error, appended to the message when ``on_truncate="error"``.
+            outcome: what happened to the text, appended to the warning.
+            log: the logger of the calling module.
+
+        Raises:
+            ValueError: with ``on_truncate="error"``.
+        """
+        if self.on_truncate == "error":
+            raise ValueError(f"{message}; {fix}")
+        self.num_truncated += 1
+        if text in self.truncated_texts:
+            return
+        self.truncated_texts.add(text)
+        if self.on_truncate == "warn":
+            log.warning("%s; %s (reported once per distinct text).", message, outcome)
+
+
+class TokenizeTextd(TruncationReportMixin, MapTransform):
     """
     Turn the text string of a data dictionary into fixed-length token ids and an attention mask.
 
@@ -299,7 +345,7 @@ class TokenizeTextd(MapTransform):
         if not callable(tokenizer) or not hasattr(tokenizer, "context_length"):
             raise ValueError(f"tokenizer must be a TextTokenizer with a context_length, got {type(tokenizer)}.")
         self.tokenizer = tokenizer
-        self.on_truncate = look_up_option(on_truncate, ("warn", "error", "ignore"))
+        self._init_truncation(on_truncate)
         self.ids_keys = ensure_tuple_rep(ids_key, len(self.keys))
         self.mask_keys = ensure_tuple_rep(mask_key, len(self.keys))
         outputs = [k for k in (*self.ids_keys, *self.mask_keys) if k is not None]
@@ -309,8 +355,6 @@ class TokenizeTextd(MapTransform):
                 f"keys for the text keys {self.keys}."
             )
         self.name_key = name_key
-        self.num_truncated = 0
-        self.truncated_texts: set[str] = set()
 
     def _name(self, d: Mapping[Hashable, Any], key: Hashable) -> str:
         if self.name_key is None:
@@ -346,11 +390,5 @@ class TokenizeTextd(MapTransform):
             f"text '{key}' of {self._name(d, key)} needs {needed} tokens but the tokenizer keeps {limit} "
             f"(context_length): {text!r}"
         )
-        if self.on_truncate == "error":
-            raise ValueError(message + "; raise the limit, shorten the text, or set on_truncate='warn'.")
-        self.num_truncated += 1
-        if text in self.truncated_texts:
-            return
-        self.truncated_texts.add(text)
-        if self.on_truncate == "warn":
-            logger.warning("%s; it was truncated (reported once per distinct text).", message)
+        fix = "raise the limit, shorten the text, or set on_truncate='warn'."
+        self._count_truncation(text, message, fix, "it was truncated", logger)

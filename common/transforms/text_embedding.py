@@ -28,11 +28,11 @@ import torch
 
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
-from monai.utils import ensure_tuple, ensure_tuple_rep, look_up_option
+from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from common.networks.text_embedding import HFTextEncoder, check_hf_model_dir
 from common.transforms.checks import get_source_name
-from common.transforms.text import HFTokenizer
+from common.transforms.text import HFTokenizer, TruncationReportMixin
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _text_digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-class HFTextEmbedd(MapTransform):
+class HFTextEmbedd(TruncationReportMixin, MapTransform):
     """
     Add ``num_tokens`` word-piece vectors of a frozen Hugging Face BERT-family model per text to a data dictionary.
 
@@ -175,11 +175,9 @@ class HFTextEmbedd(MapTransform):
         self.num_tokens = int(num_tokens)
         self.device = torch.device(device)
         self.name_key = name_key
-        self.on_truncate = look_up_option(on_truncate, ("warn", "error", "ignore"))
+        self._init_truncation(on_truncate)
         self.batch_size = int(batch_size)
         self.save_every = int(save_every)
-        self.num_truncated = 0
-        self.truncated_texts: set[str] = set()
         # the tokenizer is loaded now to report a bad folder early; both it and the encoder are reloaded lazily
         # after unpickling
         self._tokenizer: HFTokenizer | None = HFTokenizer(self.model_path, max_length=self.max_length)
@@ -400,14 +398,8 @@ class HFTextEmbedd(MapTransform):
             f"text '{key}' of {self._name(d, key)} has {pieces} word pieces but {self.num_tokens} vectors are kept "
             f"(num_tokens): {text!r}"
         )
-        if self.on_truncate == "error":
-            raise ValueError(message + "; raise num_tokens, shorten the text, or set on_truncate='warn'.")
-        self.num_truncated += 1
-        if text in self.truncated_texts:
-            return
-        self.truncated_texts.add(text)
-        if self.on_truncate == "warn":
-            logger.warning("%s; the rest was dropped (reported once per distinct text).", message)
+        fix = "raise num_tokens, shorten the text, or set on_truncate='warn'."
+        self._count_truncation(text, message, fix, "the rest was dropped", logger)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
