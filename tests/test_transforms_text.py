@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 
 import pytest
 import torch
@@ -40,17 +39,6 @@ V = {w: i for i, w in enumerate(VOCAB)}
 @pytest.fixture(scope="module")
 def clip_tokenizer_8() -> OpenCLIPTokenizer:
     return OpenCLIPTokenizer(context_length=8)
-
-
-@pytest.fixture()
-def no_network(monkeypatch):
-    """Make every socket connection fail, to prove that loading stays offline."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture()

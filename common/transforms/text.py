@@ -260,6 +260,13 @@ class TruncationReportMixin:
     on_truncate: str
     num_truncated: int
     truncated_texts: set[str]
+    name_key: str | None
+
+    def _name(self, d: Mapping[Hashable, Any], key: Hashable) -> str:
+        """The item named in messages: the ``name_key`` value (e.g. the image file), else a description."""
+        if self.name_key is None:
+            return f"<item with text key '{key}'>"
+        return get_source_name(d, self.name_key, default=f"<item without '{self.name_key}'>")
 
     def _init_truncation(self, on_truncate: str) -> None:
         self.on_truncate = look_up_option(on_truncate, ("warn", "error", "ignore"))
@@ -355,11 +362,6 @@ class TokenizeTextd(TruncationReportMixin, MapTransform):
                 f"keys for the text keys {self.keys}."
             )
         self.name_key = name_key
-
-    def _name(self, d: Mapping[Hashable, Any], key: Hashable) -> str:
-        if self.name_key is None:
-            return f"<item with text key '{key}'>"
-        return get_source_name(d, self.name_key, default=f"<item without '{self.name_key}'>")
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """

@@ -31,7 +31,6 @@ from monai.transforms import MapTransform
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from common.networks.text_embedding import HFTextEncoder, check_hf_model_dir
-from common.transforms.checks import get_source_name
 from common.transforms.text import HFTokenizer, TruncationReportMixin
 
 logger = logging.getLogger(__name__)
@@ -361,11 +360,6 @@ class HFTextEmbedd(TruncationReportMixin, MapTransform):
         return torch.stack([self._embeddings[_text_digest(t)] for t in texts])
 
     # ------------------------------------------------------------------------------------------------ transform
-    def _name(self, d: Mapping[Hashable, Any], key: Hashable) -> str:
-        if self.name_key is None:
-            return f"<item with text key '{key}'>"
-        return get_source_name(d, self.name_key, default=f"<item without '{self.name_key}'>")
-
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """
         Raises:
