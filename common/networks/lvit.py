@@ -280,14 +280,25 @@ class LViT(nn.Module):
                     + _describe(text)
                     + "."
                 )
-            if text.shape[1] != self.num_tokens:
-                raise ValueError(
-                    "LViT: expected "
-                    + str(self.num_tokens)
-                    + " text tokens (num_tokens), received "
-                    + str(text.shape[1])
-                    + "."
-                )
+        elif text.dim() != 3 or not text.is_floating_point():
+            raise ValueError(
+                "LViT: without a text_embedder, text must be float embeddings of shape (B, num_tokens="
+                + str(self.num_tokens)
+                + ", text_dim="
+                + str(self.text_dim)
+                + "), received "
+                + _describe(text)
+                + "."
+            )
+        if text.shape[1] != self.num_tokens:
+            raise ValueError(
+                "LViT: expected "
+                + str(self.num_tokens)
+                + " text tokens (num_tokens), received "
+                + str(text.shape[1])
+                + "."
+            )
+        if self.text_embedder is not None:
             text = self.text_embedder(text)
             if text.dim() != 3 or text.shape[2] != self.text_dim:
                 raise ValueError(
@@ -297,33 +308,14 @@ class LViT(nn.Module):
                     + str(list(text.shape))
                     + "."
                 )
-        else:
-            if text.dim() != 3 or not text.is_floating_point():
-                raise ValueError(
-                    "LViT: without a text_embedder, text must be float embeddings of shape (B, num_tokens="
-                    + str(self.num_tokens)
-                    + ", text_dim="
-                    + str(self.text_dim)
-                    + "), received "
-                    + _describe(text)
-                    + "."
-                )
-            if text.shape[1] != self.num_tokens:
-                raise ValueError(
-                    "LViT: expected "
-                    + str(self.num_tokens)
-                    + " text tokens (num_tokens), received "
-                    + str(text.shape[1])
-                    + "."
-                )
-            if text.shape[2] != self.text_dim:
-                raise ValueError(
-                    "LViT: expected text features of size "
-                    + str(self.text_dim)
-                    + " (text_dim), received "
-                    + str(text.shape[2])
-                    + "."
-                )
+        elif text.shape[2] != self.text_dim:
+            raise ValueError(
+                "LViT: expected text features of size "
+                + str(self.text_dim)
+                + " (text_dim), received "
+                + str(text.shape[2])
+                + "."
+            )
         if text.shape[0] != batch:
             raise ValueError(
                 "LViT: image and text batch sizes differ: " + str(batch) + " images, " + str(text.shape[0]) + " texts."
