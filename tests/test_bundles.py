@@ -322,6 +322,9 @@ def test_resume_continues_schedule(name, tmp_path):
 
 @pytest.mark.parametrize("name", BUNDLES)
 def test_multi_gpu_config_two_processes_gloo(name, tmp_path):
+    """Two ranks on gloo through torchrun, as a user launches them. ``--standalone`` binds the rendezvous store
+    on port 0 (``localhost:0``), so the kernel picks a free port for every run and parallel runs cannot collide.
+    A run must end with status 0 and without the interpreter-exit abort of threads left running."""
     over = tiny_overrides(name, tmp_path / "data", tmp_path / "out", max_epochs=1)
     # generate the data first so the two ranks only read it
     from common.data import ensure_datalist
@@ -359,6 +362,7 @@ def test_multi_gpu_config_two_processes_gloo(name, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "terminate called" not in proc.stderr, proc.stderr[-5000:]
     assert (tmp_path / "out" / "models" / "model.pt").is_file()
     assert (tmp_path / "out" / "models" / "checkpoint_last.pt").is_file()
     # rank-0-only logging: each summary line appears once, not once per rank
@@ -375,3 +379,36 @@ def test_lowercase_boolean_override_is_an_error(name, tmp_path):
     with pytest.raises(Exception) as err:
         wf.initialize()
     assert "resume" in str(err.value) + str(err.value.__cause__)
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_console_progress_bar_or_iteration_lines(name, tmp_path):
+    """The training console shows a progress bar or one log line per iteration, never both; epoch summaries and
+    the validation summary are logged either way (``progress_bar`` key)."""
+    from ignite.handlers import ProgressBar
+    from monai.handlers import StatsHandler
+
+    raw = json.loads((bundle_dir(name) / "configs" / "train.json").read_text())
+    console = [
+        i
+        for i, h in enumerate(raw["train"]["handlers"])
+        if isinstance(h, dict) and h.get("_target_") in ("StatsHandler", "ignite.handlers.ProgressBar")
+    ]
+    for progress_bar in (True, False):
+        parser = ConfigParser()
+        parser.read_config(configs(name, "train.json"))
+        parser.update(tiny_overrides(name, tmp_path / "data", tmp_path / "out", progress_bar=progress_bar))
+        handlers = [parser.get_parsed_content(f"train#handlers#{i}") for i in console]
+        stats = [h for h in handlers if isinstance(h, StatsHandler)]
+        bars = [h for h in handlers if isinstance(h, ProgressBar)]
+        assert len(stats) == 1, f"{name}: expected one training StatsHandler, found {len(stats)}"
+        assert stats[0].epoch_log, f"{name}: epoch summaries must always be logged"
+        assert bool(stats[0].iteration_log) is not progress_bar, (
+            f"{name}: with progress_bar={progress_bar} the per-iteration log lines must be "
+            f"{'off' if progress_bar else 'on'}, got iteration_log={stats[0].iteration_log!r}"
+        )
+        assert len(bars) == int(progress_bar), f"{name}: progress_bar={progress_bar} but {len(bars)} ProgressBar(s)"
+        for i, h in enumerate(raw["validate"]["handlers"]):
+            if isinstance(h, dict) and h.get("_target_") == "StatsHandler":
+                val_stats = parser.get_parsed_content(f"validate#handlers#{i}")
+                assert not val_stats.iteration_log, f"{name}: validation must not log every iteration"

@@ -311,3 +311,25 @@ def test_ensure_datalist_real_generators(tmp_path, kind):
         entries = load_datalist(path, split)
         assert len(entries) == n
         assert all(e["text"].strip() and Image.open(e["image"]).size == (32, 32) for e in entries)
+
+
+def test_check_datalist_split_returns_every_problem_with_index_and_key(tmp_path):
+    """The checks of load_datalist, as data: what the pre-flight step lists (split, entry index, key)."""
+    from common.data import check_datalist_split
+
+    path = _write_raw(tmp_path, [GOOD, {**GOOD, "text": ""}, "x", {**GOOD, "label": "masks/zz.png"}, 7])
+    indexed, problems = check_datalist_split(path, "training")
+    assert [i for i, _ in indexed] == [0, 1, 2, 3]
+    assert [(p.index, p.key, p.missing_file) for p in problems] == [
+        (1, "text", False),
+        (2, "label", False),  # a bare string is an image-only entry
+        (2, "text", False),
+        (4, None, False),
+        (2, "image", True),  # missing files come last
+        (3, "label", True),
+    ]
+    assert (
+        problems[0].line(with_key=True).startswith(f"split 'training' entry 1 key 'text' ({tmp_path / 'images/a.png'})")
+    )
+    with pytest.raises(ValueError, match="has no split 'validation'"):
+        check_datalist_split(path, "validation")

@@ -10,21 +10,33 @@ Data: dataset readers (public layouts -> datalist), datalist loading/validation,
 
 from __future__ import annotations
 
+from common.data.cache import SafeCacheDataset
 from common.data.datalist import (
     DATALIST_FILE_NAME,
     DATALIST_SPLITS,
     SYNTHETIC_KINDS,
+    check_datalist_split,
     datalist_texts,
     ensure_datalist,
     load_datalist,
+    read_datalist_json,
     write_datalist,
 )
+from common.data.preflight import DatalistError, PreflightRules, check_datalist, preflight_datalist
 from common.data.readers import LVIT_SPLITS, read_folders, read_lvit_layout, read_madapter
-from common.data.report import PROBLEM_KINDS, ReaderReport, report_path_for
+from common.data.report import PROBLEM_KINDS, DataProblem, ReaderReport, report_path_for
 from common.data.splits import num_to_draw, split_by_fraction
 from common.data.tables import IMAGE_SUFFIXES, match_key, normalize_text, read_site_table, read_text_table
 
 __all__ = [
+    "SafeCacheDataset",
+    "DatalistError",
+    "PreflightRules",
+    "check_datalist",
+    "preflight_datalist",
+    "check_datalist_split",
+    "read_datalist_json",
+    "DataProblem",
     "DATALIST_FILE_NAME",
     "DATALIST_SPLITS",
     "SYNTHETIC_KINDS",

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from common.data.fileio import atomic_write_json
 from common.data.readers import read_lvit_layout, read_madapter
-from common.data.report import ReaderReport, report_path_for
+from common.data.report import DataProblem, ReaderReport, report_path_for
 
 __all__ = [
     "DATALIST_FILE_NAME",
@@ -39,6 +39,8 @@ __all__ = [
     "SYNTHETIC_KINDS",
     "write_datalist",
     "load_datalist",
+    "read_datalist_json",
+    "check_datalist_split",
     "ensure_datalist",
     "datalist_texts",
 ]
@@ -129,6 +131,28 @@ def load_datalist(
         train_files = load_datalist("data/qata/datalist.json", "training")
         # [{"image": "/abs/data/qata/Train_Folder/img/a.png", "label": ..., "text": "..."}, ...]
     """
+    indexed, problems = check_datalist_split(datalist_file, split, check_files, base_dir, require_label)
+    where = f"datalist {os.path.abspath(os.fspath(datalist_file))!r} split {split!r}"
+    errors = [p.line(where) for p in problems if not p.missing_file]
+    missing = [p.line(where) for p in problems if p.missing_file]
+    if errors:
+        raise ValueError(f"{len(errors) + len(missing)} problem(s) in {where}:\n{_listing(errors + missing)}")
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} missing file(s) in {where}:\n{_listing(missing)}")
+    return [item for _, item in indexed]
+
+
+def read_datalist_json(datalist_file: str | os.PathLike) -> dict:
+    """
+    Read a datalist JSON file as a dict.
+
+    Args:
+        datalist_file: the datalist JSON.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: when it is not valid JSON or does not hold an object; the message names the file.
+    """
     datalist_file = os.path.abspath(os.fspath(datalist_file))
     if not os.path.isfile(datalist_file):
         raise FileNotFoundError(f"datalist {datalist_file!r} does not exist.")
@@ -139,6 +163,41 @@ def load_datalist(
         raise ValueError(f"datalist {datalist_file!r} is not valid JSON: {e}") from e
     if not isinstance(data, dict):
         raise ValueError(f"datalist {datalist_file!r} must hold a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def check_datalist_split(
+    datalist_file: str | os.PathLike,
+    split: str = "training",
+    check_files: bool = True,
+    base_dir: str | os.PathLike | None = None,
+    require_label: bool | None = None,
+    data: dict | None = None,
+) -> tuple[list[tuple[int, dict]], list[DataProblem]]:
+    """
+    The checks of :func:`load_datalist`, returning every problem of one split instead of raising on entries.
+
+    Args:
+        datalist_file: the datalist JSON.
+        split: the list to read; default ``"training"``.
+        check_files: check that every ``image``/``label`` file exists; default ``True``.
+        base_dir: folder the relative paths are relative to; default ``None`` (the datalist's folder).
+        require_label: as in :func:`load_datalist`; default ``None``.
+        data: the datalist already read with :func:`read_datalist_json` (to read the file once for several
+            splits); default ``None``: read ``datalist_file``.
+
+    Returns:
+        ``(indexed_items, problems)``: ``(index, entry)`` pairs, the entries with absolute paths (entries that are
+        not objects left out), and a :class:`DataProblem` per problem: first the malformed entries, then the
+        missing files (flagged ``missing_file``), each in entry order.
+
+    Raises:
+        FileNotFoundError: when ``datalist_file`` does not exist.
+        ValueError: when the JSON cannot be parsed, or the split is absent or not a list.
+    """
+    datalist_file = os.path.abspath(os.fspath(datalist_file))
+    if data is None:
+        data = read_datalist_json(datalist_file)
     if split not in data:
         available = [k for k, v in data.items() if isinstance(v, list)]
         raise ValueError(f"datalist {datalist_file!r} has no split {split!r}; its split lists are {available}.")
@@ -150,46 +209,46 @@ def load_datalist(
         require_label = split in ("training", "validation") or any(
             isinstance(e, dict) and "label" in e for e in entries
         )
-    where = f"datalist {datalist_file!r} split {split!r}"
-    errors: list[str] = []
-    missing: list[str] = []
-    out: list[dict] = []
+    problems: list[DataProblem] = []
+    missing: list[DataProblem] = []
+    out: list[tuple[int, dict]] = []
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
             entry = {"image": entry}
         if not isinstance(entry, dict):
-            errors.append(f"{where} entry {i}: must be an object, got {type(entry).__name__}")
+            problems.append(DataProblem(split, i, None, f"must be an object, got {type(entry).__name__}"))
             continue
         item = dict(entry)
         for key in ("image", "label"):
             if key not in item:
                 if key == "image" or require_label:
-                    errors.append(f"{where} entry {i}: missing key {key!r}")
+                    problems.append(DataProblem(split, i, key, f"missing key {key!r}"))
                 continue
             value = item[key]
             if not isinstance(value, str) or not value.strip():
-                errors.append(f"{where} entry {i}: key {key!r} must be a non-empty path string, got {value!r}")
+                problems.append(
+                    DataProblem(split, i, key, f"key {key!r} must be a non-empty path string, got {value!r}")
+                )
                 continue
             path = os.path.normpath(os.path.join(base, value))
             item[key] = path
             if check_files and not os.path.isfile(path):
-                missing.append(f"{where} entry {i}: key {key!r} file {path!r} does not exist")
+                missing.append(
+                    DataProblem(split, i, key, f"key {key!r} file {path!r} does not exist", missing_file=True)
+                )
         text = item.get("text")
+        image = str(item.get("image", "?"))
         if "text" not in item:
-            errors.append(f"{where} entry {i} ({item.get('image', '?')}): missing key 'text'")
+            problems.append(DataProblem(split, i, "text", "missing key 'text'", file=image))
         elif not isinstance(text, str) or not text.strip():
-            errors.append(
-                f"{where} entry {i} ({item.get('image', '?')}): key 'text' must be a non-empty string, got {text!r}"
+            problems.append(
+                DataProblem(split, i, "text", f"key 'text' must be a non-empty string, got {text!r}", file=image)
             )
         for key in ("site", "class"):
             if key in item and not isinstance(item[key], str):
-                errors.append(f"{where} entry {i}: key {key!r} must be a string, got {item[key]!r}")
-        out.append(item)
-    if errors:
-        raise ValueError(f"{len(errors) + len(missing)} problem(s) in {where}:\n{_listing(errors + missing)}")
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} missing file(s) in {where}:\n{_listing(missing)}")
-    return out
+                problems.append(DataProblem(split, i, key, f"key {key!r} must be a string, got {item[key]!r}"))
+        out.append((i, item))
+    return out, problems + missing
 
 
 def _lock_is_stale(lock: Path) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from common.data.fileio import atomic_write_json
 
-__all__ = ["PROBLEM_KINDS", "ReaderReport", "report_path_for"]
+__all__ = ["PROBLEM_KINDS", "DataProblem", "ReaderReport", "report_path_for"]
 
 #: Problem kinds, in the order they are displayed. Each is a list attribute of :class:`ReaderReport`.
 PROBLEM_KINDS: tuple[str, ...] = (
@@ -42,6 +42,43 @@ _KIND_HELP = {
     "image_without_site": "images missing from the site/class table (kept without site)",
     "site_without_image": "site/class table rows whose image is absent",
 }
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """
+    One problem of one datalist entry, found by :func:`common.data.check_datalist_split` (structure, missing files)
+    or :func:`common.data.preflight.check_datalist` (file contents).
+
+    Args:
+        split: the datalist split, e.g. ``"training"``.
+        index: the entry's index in the split; ``None`` for a problem of the split itself.
+        key: the entry key involved (``"image"``, ``"label"``, ``"text"``, ...); ``None`` when not one key.
+        what: what is wrong; it names the file when one is involved.
+        file: a file to name before ``what`` (e.g. the image of an entry whose text is empty); default ``None``.
+        missing_file: the problem is a listed file that does not exist; default ``False``.
+    """
+
+    split: str
+    index: int | None
+    key: str | None
+    what: str
+    file: str | None = None
+    missing_file: bool = False
+
+    def line(self, where: str | None = None, with_key: bool = False) -> str:
+        """
+        The problem as one line: ``<where> entry <index>[ key '<key>'] (<file>): <what>``.
+
+        Args:
+            where: what to start with; default ``None``: ``split '<split>'``.
+            with_key: name the key after the entry index; default ``False`` (``what`` names it).
+        """
+        where = f"split {self.split!r}" if where is None else where
+        entry = f" entry {self.index}" if self.index is not None else ""
+        key = f" key {self.key!r}" if with_key and self.key is not None else ""
+        file = f" ({self.file})" if self.file else ""
+        return f"{where}{entry}{key}{file}: {self.what}"
 
 
 def report_path_for(datalist_path: str | os.PathLike) -> str:

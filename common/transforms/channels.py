@@ -13,13 +13,31 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-__all__ = ["EnsureNumChannels", "EnsureNumChannelsd"]
+__all__ = ["channel_conversion_problem", "EnsureNumChannels", "EnsureNumChannelsd"]
 
 
 def _name(img) -> str:
     if isinstance(img, MetaTensor):
         return str(img.meta.get("filename_or_obj", "<unknown file>"))
     return "<array>"
+
+
+def channel_conversion_problem(num_in: int, num_out: int) -> str | None:
+    """
+    Whether :class:`EnsureNumChannels` can turn ``num_in`` channels into ``num_out`` (its rules, in one place, so
+    that the pre-flight check of a datalist, ``common.data.preflight``, applies exactly the same rule).
+
+    Args:
+        num_in: channels of the image as read (channel-first), e.g. 1 for grayscale PNG, 3 for RGB, 4 for RGBA.
+        num_out: channels wanted.
+
+    Returns:
+        ``None`` when the conversion is defined, else a sentence saying why not.
+    """
+    c = 3 if num_in == 4 and num_out != 4 else num_in  # RGBA: the alpha channel is dropped first
+    if c == num_out or c == 1 or (c == 3 and num_out == 1):
+        return None
+    return f"cannot convert an image with {num_in} channels to {num_out}"
 
 
 class EnsureNumChannels(Transform):
@@ -47,6 +65,9 @@ class EnsureNumChannels(Transform):
         Args:
             img: channel-first image.
         """
+        problem = channel_conversion_problem(int(img.shape[0]), self.num_channels)
+        if problem is not None:
+            raise ValueError(f"{_name(img)}: {problem}.")
         c = img.shape[0]
         if c == 4 and self.num_channels != 4:
             img, c = img[:3], 3
@@ -54,9 +75,7 @@ class EnsureNumChannels(Transform):
             return img
         if c == 1:
             return img.repeat(self.num_channels, *([1] * (img.ndim - 1)))
-        if c == 3 and self.num_channels == 1:
-            return img.mean(dim=0, keepdim=True)
-        raise ValueError(f"{_name(img)}: cannot convert an image with {img.shape[0]} channels to {self.num_channels}.")
+        return img.mean(dim=0, keepdim=True)  # 3 -> 1
 
 
 class EnsureNumChannelsd(MapTransform):

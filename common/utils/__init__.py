@@ -3,11 +3,14 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 
-"""Utilities shared by the bundles and the tools: parameter counting, latency and peak-memory measurement."""
+"""Utilities shared by the bundles and the tools: config checks, error reporting, parameter counting, latency and
+peak-memory measurement."""
 
 from __future__ import annotations
 
 from .config import require, require_bool, require_choice
+from .distributed import end_process_group, end_process_group_at_exit, release_process_group
+from .errors import DataError, error_summary, exception_chain, install_error_summary
 from .profiling import (
     count_forward_parameters,
     measure_latency,
@@ -17,6 +20,13 @@ from .profiling import (
 )
 
 __all__ = [
+    "DataError",
+    "end_process_group",
+    "end_process_group_at_exit",
+    "release_process_group",
+    "error_summary",
+    "exception_chain",
+    "install_error_summary",
     "count_forward_parameters",
     "measure_latency",
     "read_proc_status_kib",
