@@ -7,6 +7,10 @@
 
 Tiny configurations (32-64 px images, 8 base channels, 4 text tokens of 16 features) except the parameter-count test,
 which builds the paper's LViT-T/TW once (224 px, 10 x 768 text, base 64) and runs one forward pass at batch 1.
+
+The multi-head attention, the Transformer layer and the whole forward pass are compared with the independent functional
+re-implementation of the reference code in ``tests/lvit_reference_flow.py`` (weights renamed to the reference's
+parameter names; no module of the model is called there).
 """
 
 from __future__ import annotations
@@ -15,10 +19,25 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from common.networks import LVIT_SIZES, LViT, TokenEmbedding, build_lvit
-from common.networks.lvit_blocks import CNNViTInteraction, PixelLevelAttention, TransformerMLP
+from common.networks.lvit_blocks import (
+    CNNViTInteraction,
+    MultiHeadSelfAttention,
+    PixelLevelAttention,
+    TransformerLayer,
+    TransformerMLP,
+)
 from common.utils import count_forward_parameters
+
+from lvit_reference_flow import (  # tests/lvit_reference_flow.py (pytest puts tests/ on sys.path)
+    ReferenceWeights,
+    reference_attention,
+    reference_lvit_forward,
+    reference_transformer_block,
+    to_reference_state_dict,
+)
 
 SIZE, TOKENS, TEXT_DIM, BASE, HEADS = 32, 4, 16, 8, 2
 VOCAB = 50
@@ -142,41 +161,117 @@ def test_down_vit_concatenates_reduced_tokens_before_previous_level():
     torch.testing.assert_close(y2[..., BASE:], previous)
 
 
-def test_forward_follows_the_reference_data_flow():
-    """method_notes section 1.1, step by step from the sub-modules: text at level 1, concatenating down path, adding
-    up path, interaction added to the CNN skips x1..x4, decoder up4(x5, x4) .. up1(., x1)."""
-    model = tiny().eval()
-    image, text = torch.rand(2, 3, SIZE, SIZE), torch.rand(2, TOKENS, TEXT_DIM)
-    m = model
+def randomise_(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """Move every parameter and BatchNorm statistic away from its initial value (zero position embeddings, unit
+    LayerNorm/BatchNorm scales, zero running means), so that a wrong use of any of them changes the output."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        x1 = m.inc(image)
-        t = m.text_to_patches(m.text_projection(text.transpose(1, 2)).transpose(1, 2))
-        y1 = m.down_vit1.layers(m.down_vit1.embedding(x1) + t)
-        x2 = m.down1(x1)
-        y2 = torch.cat([m.down_vit2.reduce(m.down_vit2.layers(m.down_vit2.embedding(x2)).transpose(1, 2)).mT, y1], 2)
-        x3 = m.down2(x2)
-        y3 = torch.cat([m.down_vit3.reduce(m.down_vit3.layers(m.down_vit3.embedding(x3)).transpose(1, 2)).mT, y2], 2)
-        x4 = m.down3(x3)
-        y4 = torch.cat([m.down_vit4.reduce(m.down_vit4.layers(m.down_vit4.embedding(x4)).transpose(1, 2)).mT, y3], 2)
-        x5 = m.down4(x4)
-        y4 = m.up_vit4.layers(y4)
-        y3 = m.up_vit3.layers(y3) + m.up_vit3.from_deeper(y4.mT).mT
-        y2 = m.up_vit2.layers(y2) + m.up_vit2.from_deeper(y3.mT).mT
-        y1 = m.up_vit1.layers(y1) + m.up_vit1.from_deeper(y2.mT).mT
-        g = SIZE // 16
-        skips = []
-        for k, (y, x) in enumerate(((y1, x1), (y2, x2), (y3, x3), (y4, x4)), start=1):
-            grid = (
-                y.mT.reshape(2, -1, g, g)
-                .repeat_interleave(16 // 2 ** (k - 1), 2)
-                .repeat_interleave(16 // 2 ** (k - 1), 3)
-            )
-            skips.append(x + getattr(m, f"interaction{k}").proj(grid))
-        out = m.up4(x5, skips[3])
-        out = m.up3(out, skips[2])
-        out = m.up2(out, skips[1])
-        expected = m.out(m.up1(out, skips[0]))
-        torch.testing.assert_close(model(image, text), expected)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=gen))
+            elif name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=gen))
+    return model
+
+
+@pytest.mark.parametrize(
+    "image_size, num_layers, use_text", [(SIZE, 1, True), (64, 2, True), (SIZE, 1, False)], ids=["32px", "64px-2l", "W"]
+)
+def test_forward_equals_independent_reference_flow(image_size, num_layers, use_text):
+    """method_notes section 1.1, recomputed by tests/lvit_reference_flow.py from the weights alone (renamed to the
+    reference code's names, no module forward called): text at level 1 only, concatenating DownViT, UpViT with
+    CTBN2, Reconstruct added to the skips x1..x4, UpblockAttention with PLAM, outc."""
+    # float64: the two computations round differently (float32 gives up to ~1e-5 apart at 64 px), not the formula
+    model = randomise_(tiny(image_size=image_size, num_layers=num_layers, use_text=use_text)).double().eval()
+    image = torch.randn(2, 3, image_size, image_size, dtype=torch.float64)
+    text = torch.randn(2, TOKENS, TEXT_DIM, dtype=torch.float64) if use_text else None
+    weights = to_reference_state_dict(model.state_dict())
+    with torch.no_grad():
+        got = model(image, text)
+        expected = reference_lvit_forward(weights, image, text, num_heads=HEADS)
+    assert got.shape == expected.shape == (2, 1, image_size, image_size)
+    assert expected.std() > 1e-2  # a non-degenerate output
+    assert (got - expected).abs().max().item() < 1e-10  # float64: measured about 3e-14 (float32: about 4e-6)
+
+
+def test_train_mode_forward_equals_reference_flow_with_batch_statistics():
+    """In training mode (dropout 0) every BatchNorm, including the CTBN ones over tokens, uses batch statistics."""
+    model = randomise_(tiny(dropout=0.0)).double().train()
+    image = torch.randn(3, 3, SIZE, SIZE, dtype=torch.float64)
+    text = torch.randn(3, TOKENS, TEXT_DIM, dtype=torch.float64)
+    weights = to_reference_state_dict(model.state_dict())
+    got = model(image, text)
+    expected = reference_lvit_forward(weights, image, text, num_heads=HEADS, training=True)
+    assert (got - expected).abs().max().item() < 1e-10
+
+
+def test_state_dict_maps_one_to_one_onto_reference_names():
+    """Every LViT weight has exactly one reference counterpart (nets/LViT.py, nets/Vit.py, nets/pixlevel.py names)."""
+    model = tiny()
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    weights = to_reference_state_dict(model.state_dict())
+    assert len(weights) == len(state)
+    for name in (
+        "inc.norm.running_var",
+        "down4.nConvs.1.conv.weight",
+        "text_module4.weight",
+        "downVit.CTBN3.norm.weight",
+        "downVit.embeddings.position_embeddings",
+        "downVit3.Encoder_blocks.0.attn.qkv.weight",
+        "downVit1.CTBN.conv.weight",
+        "upVit2.CTBN2.norm.bias",
+        "reconstruct4.conv.weight",
+        "up1.pixModule.bottleneck.2.bias",
+        "outc.weight",
+    ):
+        assert name in weights, name
+    assert weights["text_module4.weight"].shape == (8 * BASE, TEXT_DIM, 3)  # text_dim -> 8c first
+    assert weights["downVit.CTBN3.conv.weight"].shape == (4, TOKENS, 3)  # L tokens -> N = 4 patches
+    assert not any(k.startswith(("downVit.CTBN.", "upVit3.CTBN2.")) for k in weights)  # never used there
+    with pytest.raises(KeyError, match="text_embedder.embedding.weight"):
+        to_reference_state_dict(tiny(text_embedder=TokenEmbedding(VOCAB, TEXT_DIM)).state_dict())
+
+
+def test_mhsa_matches_hand_formula_per_head():
+    """Eq. 5's MHSA: softmax(Q_h K_h^T / sqrt(d_head)) V_h per head (d_head = 4 here, not dim = 12), heads
+    concatenated in order, then the projection; q, k, v are rows 0:C, C:2C, 2C:3C of the qkv weight."""
+    attn = MultiHeadSelfAttention(12, num_heads=3)
+    x = 2.0 * torch.randn(2, 5, 12)
+    with torch.no_grad():
+        got = attn(x)
+        expected = reference_attention(x, attn.qkv.weight, attn.qkv.bias, attn.proj.weight, attn.proj.bias, num_heads=3)
+        one_head = reference_attention(x, attn.qkv.weight, attn.qkv.bias, attn.proj.weight, attn.proj.bias, 1)
+        sdpa = F.scaled_dot_product_attention(*attn.qkv(x).reshape(2, 5, 3, 3, 4).permute(2, 0, 3, 1, 4))
+    assert (got - expected).abs().max().item() < 1e-5
+    assert (one_head - expected).abs().max().item() > 1e-2  # the head split matters for these inputs
+    torch.testing.assert_close(expected, attn.proj(sdpa.transpose(1, 2).reshape(2, 5, 12)))  # the formula is sdpa's
+    # uniform attention when the queries are zero: every output token is proj(mean of the values)
+    with torch.no_grad():
+        attn.qkv.weight[:12].zero_()
+        attn.qkv.bias[:12].zero_()
+        mean_v = (x @ attn.qkv.weight[24:].t() + attn.qkv.bias[24:]).mean(dim=1, keepdim=True)
+        torch.testing.assert_close(attn(x), attn.proj(mean_v).expand(2, 5, 12))
+    with pytest.raises(ValueError, match=r"dim \(12\) must be divisible by num_heads \(5\)"):
+        MultiHeadSelfAttention(12, num_heads=5)
+
+
+def test_transformer_layer_is_pre_ln_with_two_residuals():
+    """Eq. 5-6: x' = MHSA(LN(x)) + x, y = MLP(LN(x')) + x' with the reference MLP (GELU after fc1 and fc2)."""
+    layer = TransformerLayer(12, num_heads=3, mlp_ratio=4, dropout=0.3).eval()  # eval: no dropout
+    randomise_(layer, seed=3)
+    x = 2.0 * torch.randn(2, 5, 12) + 1.0
+    weights = ReferenceWeights({"block." + k: v for k, v in layer.state_dict().items()})
+    with torch.no_grad():
+        got = layer(x)
+        expected = reference_transformer_block(weights, "block", x, num_heads=3)
+    assert not weights.unused()
+    assert (got - expected).abs().max().item() < 1e-5
+    with torch.no_grad():  # the post-LN order would give a visibly different output for these weights
+        post = F.layer_norm(x + layer.attn(x), (12,), layer.norm1.weight, layer.norm1.bias)
+        post = F.layer_norm(post + layer.mlp(post), (12,), layer.norm2.weight, layer.norm2.bias)
+    assert (post - expected).abs().max().item() > 1e-2
 
 
 def test_transformer_mlp_has_gelu_after_fc2():

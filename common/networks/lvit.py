@@ -109,7 +109,10 @@ class LViT(nn.Module):
     paper Table 1: 29.7 M), LViT-TW 28.20 M (paper 28.0 M), S/SW 55.05/53.35 M (paper SW 53.1 M), M/MW 71.81/70.11 M
     (paper MW 69.8 M), L/LW 122.10/120.39 M (paper LW 120.1 M); the text path adds 1.70 M (paper: 1.7 M).
     With the reference's weights mapped onto this module structure, the output equals the reference's (after its
-    sigmoid) to 6e-8 at 224 px in evaluation mode (checked once while writing this class).
+    sigmoid) to 6e-8 at 224 px in evaluation mode (checked once while writing this class). The test suite keeps
+    that check: ``tests/lvit_reference_flow.py`` re-implements the reference forward with plain torch operations on
+    the reference's parameter names, and ``tests/test_lvit_network.py`` compares it with this module (float64,
+    evaluation and training mode).
 
     Args:
         in_channels: image channels. Defaults to 3.
