@@ -94,6 +94,88 @@ def test_multi_gpu_refuses_semi_supervised(tmp_path):
     parser = ConfigParser()
     parser.read_config(configs(NAME, "train.json", "multi_gpu_train.json"))
     parser.update(over)
+    # the check's position in the list changes when other start-up steps are added: find it by its content
+    index = next(i for i, step in enumerate(parser["initialize"]) if "label_fraction == 1.0" in str(step))
     with pytest.raises(Exception) as err:
-        parser.get_parsed_content("initialize#5")
+        parser.get_parsed_content(f"initialize#{index}")
     assert "one process" in str(err.value) + str(err.value.__cause__)
+
+
+def test_training_notes_vocabulary_travels_to_evaluation_inference_and_export(tmp_path):
+    """The offline default: a word vocabulary and token count drawn from the training notes (``num_tokens`` 0),
+    written beside ``model.pt`` and read back by evaluation, inference and export without the training datalist."""
+    import json
+
+    from monai.bundle import ConfigParser, ckpt_export
+
+    from common.data import datalist_texts
+    from common.transforms import WordVocabTokenizer, split_words
+    from test_bundles import bundle_dir, run_workflow
+
+    derived = ("num_tokens", "text_length", "text_vocab_size")  # the tiny test settings fix them; here they are free
+    over = {k: v for k, v in tiny_overrides(NAME, tmp_path / "data", tmp_path / "out").items() if k not in derived}
+    over["max_epochs"] = 1
+    wf = run_workflow(NAME, configs(NAME, "train.json"), "train", over)
+    ckpt_dir = tmp_path / "out" / "models"
+    saved = json.loads((ckpt_dir / "text_tokenizer.json").read_text())
+    training_notes = datalist_texts(str(tmp_path / "data" / "datalist.json"), ["training"])
+    expected = WordVocabTokenizer.from_texts(training_notes)
+    assert saved["kind"] == "words" and saved["tokens"] == expected.tokens
+    longest = max(len(split_words(t)) for t in training_notes)
+    assert saved["context_length"] == longest
+    net = wf.parser.get_parsed_content("network_def")
+    assert net.num_tokens == longest and net.text_embedder.vocab_size == len(expected.tokens) < 40
+    assert wf.parser.get_parsed_content("train#dataset")[0]["text_ids"].shape == (longest,)
+
+    # evaluation reads the saved file (it does not rebuild the vocabulary from the datalist)
+    eval_parser = ConfigParser()
+    eval_parser.read_config(configs(NAME, "train.json", "evaluate.json"))
+    eval_parser.update(over)
+    assert eval_parser.get_parsed_content("tokenizer").tokens == expected.tokens
+
+    # inference on a folder with a prompt holding a word the training notes never used: <unk>, reported
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    first = json.loads((tmp_path / "data" / "datalist.json").read_text())["test"][0]["image"]
+    (folder / "case.png").write_bytes((tmp_path / "data" / first).read_bytes())
+    inf_over = {k: v for k, v in over.items() if k not in ("max_epochs",)}
+    inf_over.update(
+        ckpt_path=str(ckpt_dir / "model.pt"),
+        input_dir=str(folder),
+        output_dir=str(tmp_path / "pred"),
+        text_prompt="Unilateral pulmonary infection, one infected area, hilar left lung.",
+    )
+    inf = run_workflow(NAME, configs(NAME, "inference.json"), "infer", inf_over)
+    assert (tmp_path / "pred" / "case_mask.png").is_file()
+    # counted (and logged once: tests/test_transforms_text.py checks the warning; logging.conf owns the handlers here)
+    assert inf.parser.get_parsed_content("tokenizer").unknown_words == {"hilar": 1}
+
+    # TorchScript export from the inference config alone, equal to the eager model on tokenised notes
+    ts_path = tmp_path / "model.ts"
+    export_over = {k: v for k, v in inf_over.items() if k != "bundle_root"}
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_path),
+        ckpt_file=str(ckpt_dir / "model.pt"),
+        meta_file=str(bundle_dir(NAME) / "configs" / "metadata.json"),
+        config_file=configs(NAME, "inference.json")[0],
+        bundle_root=str(bundle_dir(NAME)),
+        args_file=None,
+        **export_over,
+    )
+    ids = expected(training_notes[:2]).ids
+    image = torch.rand(2, 3, over["image_size"], over["image_size"])
+    net.eval()
+    with torch.no_grad():
+        diff = (torch.jit.load(str(ts_path))(image, ids) - net(image, ids)).abs().max().item()
+    assert diff < 1e-5
+
+    # without the file beside model.pt, evaluation and inference stop with a message naming it
+    (ckpt_dir / "text_tokenizer.json").unlink()
+    for files in (configs(NAME, "train.json", "evaluate.json"), configs(NAME, "inference.json")):
+        parser = ConfigParser()
+        parser.read_config(files)
+        parser.update(inf_over)
+        with pytest.raises(Exception) as err:
+            parser.get_parsed_content("network_def")
+        assert "text_tokenizer.json" in str(err.value) + str(err.value.__cause__)

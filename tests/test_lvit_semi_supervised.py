@@ -147,7 +147,10 @@ def test_assign_contrastive_labels_ties_featurizer_and_errors(caplog):
     assert out[0]["contrastive_label"] == "first.png"  # exact tie -> lowest index
     with caplog.at_level(logging.WARNING):
         out = assign_contrastive_labels([{"text": "nothing in common"}], [{"label": "x.png", "text": "a"}, labeled[1]])
-    assert out[0]["contrastive_label"] == "x.png" and "share no feature" in caplog.text
+    # no similar labeled text: no contrastive label at all (never an arbitrary labeled mask), counted in the log
+    assert "contrastive_label" not in out[0] and "contrastive_text" not in out[0]
+    assert out[0]["contrastive_similarity"] == 0.0
+    assert "1 of 1 unlabeled texts have no similar labeled text" in caplog.text
     # a pluggable featurizer (here: texts -> fixed vectors) decides the match
     table = {"q": [1.0, 0.0], "a": [0.0, 1.0], "b": [0.9, 0.1]}
     calls = []
@@ -390,7 +393,7 @@ def test_semi_supervised_loss_arithmetic_by_hand():
     contr = torch.stack([torch.zeros(1, 4, 4), contrastive, contrastive])
     # image 0 labeled, image 1 unlabeled with pseudo label, image 2 unlabeled without pseudo label yet
     packed = _packed(target, contr, unlabeled=[0, 1, 1], valid=[1, 1, 0])
-    loss = LViTSemiSupervisedLoss(alpha=0.1)
+    loss = LViTSemiSupervisedLoss(alpha=0.1, reduction="batch")
     value = loss(logits, packed)
     p = sigmoid(logits.numpy())
     t = target.numpy()
@@ -402,6 +405,15 @@ def test_semi_supervised_loss_arithmetic_by_hand():
     assert set(terms) == {"dice", "ce", "lv"} and sum(terms.values()) == pytest.approx(float(value), abs=1e-6)
     assert terms["lv"] == pytest.approx(0.1 * (lv[0] + lv[1]) / 3, abs=1e-6)
     assert terms["dice"] == pytest.approx(0.5 * (np_dice_eq28(p[0], t[0]) + np_dice_eq28(p[1], t[1])) / 3, abs=1e-6)
+    # default reduction "group": eq. 16 averaged over the labeled images + eq. 17 averaged over the unlabeled ones
+    group = LViTSemiSupervisedLoss(alpha=0.1)
+    expected_group = sup[0] / 1 + (sup[1] + 0.1 * lv[0] + 0.1 * lv[1]) / 2
+    assert float(group(logits, packed)) == pytest.approx(expected_group, abs=1e-5)
+    assert group.last_terms["lv"] == pytest.approx(0.1 * (lv[0] + lv[1]) / 2, abs=1e-6)
+    only_labeled = _packed(target[:1], contr[:1], unlabeled=[0], valid=[1])
+    assert float(group(logits[:1], only_labeled)) == pytest.approx(sup[0], abs=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        LViTSemiSupervisedLoss(reduction="mean")
     # with alpha = 0 the image without pseudo label gets no gradient at all
     x = logits.clone().requires_grad_(True)
     LViTSemiSupervisedLoss(alpha=0.0)(x, packed).backward()
@@ -573,3 +585,300 @@ def test_plain_mask_target_means_all_labeled():
     semi = LViTSemiSupervisedLoss(alpha=0.1)
     assert torch.equal(semi(logits, mask), LViTDiceCELoss()(logits, mask))
     assert semi.last_terms["lv"] == 0.0
+
+
+# ------------------------------------------------------------------- reference loss (HUANGLIZI/LViT WeightedDiceBCE)
+
+
+def np_reference_dice_bce(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """WeightedDiceLoss([0.5, 0.5]) and WeightedBCE([0.5, 0.5]) of the reference utils.py, written out in numpy on a
+    (B, ...) batch of probabilities: pixel weight w = 0.5 on both maps, squared denominators, smooth 1e-5; BCE means
+    over the positive (y > 0.5) and negative (y < 0.5) pixels of the whole batch."""
+    b = p.shape[0]
+    p2, y2 = p.reshape(b, -1).astype(np.float64), y.reshape(b, -1).astype(np.float64)
+    dices = []
+    for i in range(b):
+        wp, wy = 0.5 * p2[i], 0.5 * y2[i]
+        dices.append(1.0 - (2.0 * np.sum(wp * wy) + 1e-5) / (np.sum(wp**2) + np.sum(wy**2) + 1e-5))
+    bce = -(y2 * np.log(p2) + (1.0 - y2) * np.log(1.0 - p2))
+    pos, neg = y2 > 0.5, y2 < 0.5
+    weighted_bce = 0.5 * bce[pos].sum() / (pos.sum() + 1e-12) + 0.5 * bce[neg].sum() / (neg.sum() + 1e-12)
+    return float(np.mean(dices)), float(weighted_bce)
+
+
+def test_reference_loss_matches_numpy_weighted_dice_bce():
+    gen = torch.Generator().manual_seed(4)
+    logits = torch.randn(3, 1, 6, 5, generator=gen) * 2
+    target = (torch.rand(3, 1, 6, 5, generator=gen) > 0.7).float()
+    p = sigmoid(logits.numpy())
+    dice_np, bce_np = np_reference_dice_bce(p, target.numpy())
+    loss = LViTDiceCELoss(sup_loss="reference")
+    value = loss(logits, target)
+    assert float(value) == pytest.approx(0.5 * dice_np + 0.5 * bce_np, rel=1e-5)
+    assert loss.last_terms["dice"] == pytest.approx(0.5 * dice_np, rel=1e-5)
+    assert loss.last_terms["ce"] == pytest.approx(0.5 * bce_np, rel=1e-5)
+    # it is NOT the paper form (two-category Dice, plain CE) on the same input
+    paper = LViTDiceCELoss()
+    paper(logits, target)
+    assert abs(paper.last_terms["dice"] - loss.last_terms["dice"]) > 0.02
+    assert abs(paper.last_terms["ce"] - loss.last_terms["ce"]) > 0.02
+    # semi-supervised, reference form: the image without a usable target drops out of the BCE pixel counts and the
+    # Dice mean keeps all B images, the BCE carries the share of supervised images (2 of 3)
+    packed = _packed(target, torch.zeros_like(target), unlabeled=[0, 1, 1], valid=[1, 1, 0])
+    semi = LViTSemiSupervisedLoss(alpha=0.0, sup_loss="reference", reduction="batch")
+    got = semi(logits, packed)
+    dice01, bce01 = np_reference_dice_bce(p[:2], target[:2].numpy())
+    expected = 0.5 * (2 * dice01 / 3) + 0.5 * (bce01 * 2 / 3)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    # reduction "group": the labeled image alone, plus the unlabeled pair in which only image 1 has a target
+    dice0, bce0 = np_reference_dice_bce(p[:1], target[:1].numpy())
+    dice1, bce1 = np_reference_dice_bce(p[1:2], target[1:2].numpy())
+    grouped = LViTSemiSupervisedLoss(alpha=0.0, sup_loss="reference")(logits, packed)
+    expected = 0.5 * (dice0 + dice1 / 2) + 0.5 * (bce0 + bce1 / 2)
+    assert float(grouped) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="sup_loss"):
+        LViTDiceCELoss(sup_loss="other")
+
+
+# ----------------------------------------------------------------- unlabeled pipeline: no random spatial transform
+
+
+def test_random_spatial_rule_on_monai_transforms():
+    from monai import transforms as mt
+
+    spatial = [
+        mt.RandAffined("image", prob=1.0),
+        mt.RandFlipd("image", prob=1.0),
+        mt.RandRotate90d("image"),
+        mt.RandRotated("image"),
+        mt.RandZoomd("image"),
+        mt.RandSpatialCropd("image", roi_size=(4, 4)),
+        mt.Rand2DElasticd("image", spacing=(2, 2), magnitude_range=(1, 2)),
+        mt.RandGridDistortiond("image"),
+        mt.RandLambdad("image", func=lambda x: x),  # unknown function: treated as possibly geometric
+    ]
+    intensity = [
+        mt.RandAdjustContrastd("image"),
+        mt.RandGaussianNoised("image"),
+        mt.RandScaleIntensityd("image", factors=0.1),
+        mt.RandShiftIntensityd("image", offsets=0.1),
+        mt.RandGaussianSmoothd("image"),
+        mt.RandBiasFieldd("image"),
+        mt.RandSimulateLowResolutiond("image"),  # zooms down and back up in the same frame
+        mt.Resized("image", spatial_size=(4, 4)),  # spatial but deterministic
+        mt.Flipd("image"),
+    ]
+    from common.data.semi_supervised import is_random_spatial, require_no_random_spatial
+
+    assert [type(t).__name__ for t in spatial if not is_random_spatial(t)] == []
+    assert [type(t).__name__ for t in intensity if is_random_spatial(t)] == []
+    assert require_no_random_spatial([None, *intensity]) == intensity
+    with pytest.raises(ValueError, match=r"unl\[1\] RandFlipd"):
+        require_no_random_spatial([intensity[0], spatial[1]], "unl")
+    nested = [mt.Compose([intensity[0], mt.OneOf([intensity[1], mt.RandRotate90d("image")])])]
+    with pytest.raises(ValueError, match=r"RandRotate90d"):
+        require_no_random_spatial(nested, "unl")
+    with pytest.raises(TypeError, match="list of transforms"):
+        require_no_random_spatial(intensity[0], "unl")
+
+
+def test_bundle_refuses_geometric_augmentation_of_unlabeled_images(tmp_path):
+    from monai.bundle import ConfigParser
+
+    from test_bundles import configs, tiny_overrides
+
+    parser = ConfigParser()
+    parser.read_config(configs("lvit", "train.json"))
+    parser.update(tiny_overrides("lvit", tmp_path / "data", tmp_path / "out", label_fraction=0.5))
+    parsed = parser.get_parsed_content("train#unlabeled_preprocessing")
+    assert not any("Affine" in type(t).__name__ for t in parsed.transforms)  # the default list is intensity-only
+    flip = {"_target_": "RandFlipd", "keys": ["image", "contrastive_label"], "prob": 0.5, "spatial_axis": 1}
+    parser["train#unlabeled_random_transforms"] = [*parser["train#unlabeled_random_transforms"], flip]
+    with pytest.raises(Exception) as err:
+        parser.get_parsed_content("train#unlabeled_preprocessing", instantiate=True, lazy=False)
+    message = str(err.value) + str(err.value.__cause__)
+    assert "RandFlipd" in message and "unlabeled" in message
+
+
+# ------------------------------------------------------------------------------------ warm-up sampler and handler
+
+
+def test_warmup_sampler_draws_labeled_only_then_everything():
+    from common.data.semi_supervised import WarmupSemiSupervisedSampler
+
+    sampler = WarmupSemiSupervisedSampler(num_labeled=3, num_unlabeled=7, warmup_epochs=2, seed=5)
+    assert len(sampler) == 10
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        drawn = list(sampler)
+        assert len(drawn) == 10 and set(drawn) == {0, 1, 2} and sampler.in_warmup()
+        assert sorted(drawn[:9]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # whole passes over the labeled items, then cut
+    for epoch in (3, 4):
+        sampler.set_epoch(epoch)
+        assert sorted(sampler) == list(range(10)) and not sampler.in_warmup()
+    assert sampler.indices(3) != sampler.indices(4)  # reshuffled every epoch
+    assert WarmupSemiSupervisedSampler(3, 7, 2, seed=5).indices(3) == sampler.indices(3)  # (seed, epoch) decide
+    # labeled-only baseline: no unlabeled item, same epoch length as the semi-supervised run
+    only = WarmupSemiSupervisedSampler(num_labeled=3, num_unlabeled=0, warmup_epochs=0, epoch_length=10)
+    only.set_epoch(7)
+    assert len(list(only)) == 10 and set(only) == {0, 1, 2} and only.in_warmup()
+    assert sorted(WarmupSemiSupervisedSampler(3, 7, warmup_epochs=0)) == list(range(10))  # no warm-up
+    for kwargs in ({"num_labeled": 0}, {"num_unlabeled": -1}, {"warmup_epochs": -1}, {"epoch_length": 0}):
+        with pytest.raises(ValueError):
+            WarmupSemiSupervisedSampler(**{"num_labeled": 3, "num_unlabeled": 7, **kwargs})
+
+
+def test_warmup_handler_sets_the_epoch_before_the_loader_is_iterated():
+    from torch.utils.data import DataLoader as TorchLoader
+
+    from common.data.semi_supervised import WarmupSemiSupervisedSampler
+    from common.engines import EPIWarmupHandler
+
+    sampler = WarmupSemiSupervisedSampler(num_labeled=2, num_unlabeled=4, warmup_epochs=2)
+    loader = TorchLoader(list(range(6)), batch_size=3, sampler=sampler)
+    seen: dict[int, list[int]] = {}
+    engine = Engine(lambda e, batch: seen.setdefault(e.state.epoch, []).extend(batch.tolist()))
+    EPIWarmupHandler(sampler).attach(engine)
+    engine.run(loader, max_epochs=4)
+    assert set(seen[1]) <= {0, 1} and set(seen[2]) <= {0, 1}
+    assert sorted(seen[3]) == list(range(6)) and sorted(seen[4]) == list(range(6))
+    # a resumed engine (ignite restores epoch 3 of 4) draws what the uninterrupted run drew in epoch 4
+    engine2 = Engine(lambda e, batch: seen.setdefault(10 + e.state.epoch, []).extend(batch.tolist()))
+    EPIWarmupHandler(sampler).attach(engine2)
+    engine2.load_state_dict({"epoch": 3, "max_epochs": 4, "epoch_length": 2})
+    engine2.run(loader)
+    assert seen[14] == seen[4]
+    with pytest.raises(TypeError, match="set_epoch"):
+        EPIWarmupHandler(object())
+
+
+def test_bundle_warmup_keeps_unlabeled_images_and_the_bank_out(tmp_path):
+    from monai.bundle import ConfigWorkflow
+
+    from test_bundles import configs, tiny_overrides
+
+    over = tiny_overrides("lvit", tmp_path / "data", tmp_path / "out", label_fraction=0.5, max_epochs=2)
+    wf = ConfigWorkflow(config_file=configs("lvit", "train.json")[0], workflow_type="train", **over)
+    wf.initialize()
+    assert wf.parser.get_parsed_content("epi_warmup_epochs") == 1  # default max(1, max_epochs // 4)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    bank = wf.parser.get_parsed_content("epi_bank")
+    drawn: dict[int, list[int]] = {1: [], 2: []}
+    counts_after: dict[int, list[int]] = {}
+    trainer.add_event_handler(
+        Events.ITERATION_STARTED, lambda e: drawn[e.state.epoch].extend(e.state.batch["unlabeled_index"].tolist())
+    )
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: counts_after.setdefault(e.state.epoch, bank.counts.tolist())
+    )
+    wf.run()
+    assert len(drawn[1]) == len(drawn[2]) == 8, "same epoch length with and without unlabeled images"
+    assert set(drawn[1]) == {-1}, "warm-up epoch: labeled images only"
+    assert sorted(i for i in drawn[2] if i >= 0) == [0, 1, 2, 3]
+    assert counts_after[1] == [0, 0, 0, 0] and counts_after[2] == [1, 1, 1, 1], "the bank starts after the warm-up"
+
+    # labeled-only row of Table 2: the unlabeled images are not used at all, same number of iterations
+    over = tiny_overrides(
+        "lvit", tmp_path / "data", tmp_path / "out2", label_fraction=0.5, max_epochs=1, use_unlabeled=False
+    )
+    wf2 = ConfigWorkflow(config_file=configs("lvit", "train.json")[0], workflow_type="train", **over)
+    wf2.initialize()
+    assert wf2.parser.get_parsed_content("train#unlabeled_data") == []
+    seen: list[int] = []
+    wf2.parser.get_parsed_content("train#trainer").add_event_handler(
+        Events.ITERATION_STARTED, lambda e: seen.extend(e.state.batch["unlabeled_index"].tolist())
+    )
+    wf2.run()
+    assert len(seen) == 8 and set(seen) == {-1}
+
+
+# ---------------------------------------------------------------- contrastive label: text features, no similar text
+
+
+def test_mean_token_featurizer_and_contrastive_choice_by_embeddings():
+    from common.data.semi_supervised import MeanTokenFeaturizer
+
+    # (texts, tokens, dim) with zero padding rows: the mean is over the non-zero rows only
+    vectors = {
+        "left lung": [[1.0, 0.0], [3.0, 0.0], [0.0, 0.0]],
+        "right lung": [[0.0, 2.0], [0.0, 0.0], [0.0, 0.0]],
+        "sinistral": [[2.0, 0.2], [0.0, 0.0], [0.0, 0.0]],  # no word in common with "left lung"
+        "blank": [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]],
+    }
+    feat = MeanTokenFeaturizer(lambda texts: torch.tensor([vectors[t] for t in texts]))
+    np.testing.assert_allclose(feat(["left lung", "right lung", "blank"]), [[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    labeled = [{"label": "R.png", "text": "right lung"}, {"label": "L.png", "text": "left lung"}]
+    by_embedding = assign_contrastive_labels([{"text": "sinistral"}], labeled, featurizer=feat)
+    assert by_embedding[0]["contrastive_label"] == "L.png"
+    assert by_embedding[0]["contrastive_similarity"] == pytest.approx(2.0 / math.sqrt(4.04), abs=1e-9)
+    by_words = assign_contrastive_labels([{"text": "sinistral"}], labeled)  # bag of words: nothing in common
+    assert "contrastive_label" not in by_words[0]
+    # a threshold rejects a weak match
+    weak = assign_contrastive_labels([{"text": "sinistral"}], labeled, featurizer=feat, min_similarity=0.999)
+    assert "contrastive_label" not in weak[0]
+    with pytest.raises(ValueError, match="min_similarity"):
+        assign_contrastive_labels([{"text": "sinistral"}], labeled, min_similarity=1.0)
+    with pytest.raises(ValueError, match="embed_fn returned shape"):
+        MeanTokenFeaturizer(lambda texts: np.zeros((1, 2, 2)))(["a", "b"])
+
+
+def test_unmatched_text_gets_no_lv_term():
+    """An unlabeled image whose text matches no labeled text has no contrastive label: the collate fills zeros and
+    the LV term of that image is 0, even when every unlabeled image of the batch is unmatched."""
+    size = 4
+    img = torch.rand(1, size, size)
+    lab = {"image": img, "label": square(size, 0, 2, 0, 2), "unlabeled_index": -1}
+    matched = {"image": img, "contrastive_label": square(size, 0, 2, 0, 2), "unlabeled_index": 0}
+    unmatched = {"image": img, "unlabeled_index": 1}
+    batch = collate_semi_supervised([lab, matched, unmatched])
+    assert float(batch["contrastive_label"][2].abs().sum()) == 0.0
+    only_unmatched = collate_semi_supervised([lab, unmatched])
+    assert only_unmatched["contrastive_label"].shape == (2, 1, size, size)
+    bank = PseudoLabelBank(2, (size, size), dtype=torch.float32)
+    _, packed, _, _ = PrepareBatchSemiSupervised(bank, extra_keys=None)(batch)
+    logits = torch.zeros(3, 1, size, size, requires_grad=True)
+    loss = LViTSemiSupervisedLoss(alpha=1.0)
+    loss(logits, packed).backward()
+    # slots not initialised: the unlabeled images only have the LV term; the unmatched one has none
+    assert float(logits.grad[1].abs().sum()) > 0.0 and float(logits.grad[2].abs().sum()) == 0.0
+    # cos(constant map, 4 of 16 pixels) = 0.5; mean over the 2 unlabeled images, the unmatched one counting 0
+    assert loss.last_terms["lv"] == pytest.approx((1.0 - 0.5) / 2, abs=1e-6)
+
+
+def test_bundle_uses_frozen_text_features_for_the_contrastive_label(tmp_path):
+    """With ``text_encoder: bert`` the contrastive label (eq. 13) is chosen by the mean frozen token vectors, not by
+    bag of words; with the trainable table there are no fixed features and bag of words is used."""
+    from monai.bundle import ConfigParser
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from common.data.semi_supervised import MeanTokenFeaturizer
+    from test_bundles import configs, tiny_overrides
+
+    words = "unilateral bilateral pulmonary infection , one two three four infected area areas all upper middle lower"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words.split(), "left", "right", "and", "lung", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    folder = tmp_path / "tiny_bert"
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    BertModel(config).save_pretrained(str(folder))
+    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(str(folder))
+
+    def parser_for(**extra):
+        parser = ConfigParser()
+        parser.read_config(configs("lvit", "train.json"))
+        parser.update(tiny_overrides("lvit", tmp_path / "data", tmp_path / "out", label_fraction=0.5, **extra))
+        return parser
+
+    table = parser_for()
+    assert table.get_parsed_content("train#contrastive_featurizer") is None  # bag of words
+    bert = parser_for(text_encoder="bert", text_encoder_path=str(folder), text_dim=16)
+    featurizer = bert.get_parsed_content("train#contrastive_featurizer")
+    assert isinstance(featurizer, MeanTokenFeaturizer)
+    labeled, unlabeled = bert.get_parsed_content("train#split")
+    chosen = bert.get_parsed_content("train#unlabeled_data")
+    feats = featurizer([x["text"] for x in labeled + unlabeled])
+    feats = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    sims = feats[len(labeled) :] @ feats[: len(labeled)].T
+    for row, item in zip(sims, chosen):
+        assert item["contrastive_label"] == labeled[int(np.argmax(row))]["label"]
+        assert item["contrastive_similarity"] == pytest.approx(float(row.max()), abs=1e-9)

@@ -4,8 +4,10 @@
 # You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 """
 Data side of semi-supervised LViT: the labeled/unlabeled split, the choice of a contrastive label for every unlabeled
-image by text similarity (LViT section 3.3, eq. 13 / appendix D eq. 25), a default offline text featurizer, and a
-collate function for batches that mix labeled and unlabeled items.
+image by text similarity (LViT section 3.3, eq. 13 / appendix D eq. 25) with a bag-of-words or an embedding-based text
+featurizer, the sampler that keeps the unlabeled images out of a supervised warm-up, the check that keeps random
+geometric transforms away from the unlabeled images, and a collate function for batches that mix labeled and
+unlabeled items.
 """
 
 from __future__ import annotations
@@ -20,10 +22,22 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor, list_data_collate
+from monai.transforms import InvertibleTransform, Randomizable
+from monai.transforms.traits import LazyTrait, RandomizableTrait
+from torch.utils.data import Sampler
 
 from common.data.splits import split_by_fraction
 
-__all__ = ["split_labeled", "assign_contrastive_labels", "bag_of_words_features", "collate_semi_supervised"]
+__all__ = [
+    "split_labeled",
+    "assign_contrastive_labels",
+    "bag_of_words_features",
+    "MeanTokenFeaturizer",
+    "WarmupSemiSupervisedSampler",
+    "is_random_spatial",
+    "require_no_random_spatial",
+    "collate_semi_supervised",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +150,61 @@ def bag_of_words_features(texts: Sequence[str]) -> np.ndarray:
     return features
 
 
+class MeanTokenFeaturizer:
+    """
+    Text featurizer for :func:`assign_contrastive_labels` built on a text encoder's token vectors: the feature of a
+    text is the mean of its non-zero token rows.
+
+    LViT eq. 13 compares "text feature vectors"; the paper's text features are frozen BERT token vectors (section
+    3.1), so when a bundle is configured with such vectors (``text_encoder: bert``, whose
+    :class:`common.transforms.HFTextEmbedd` caches one ``(num_tokens, hidden)`` matrix per text, zero rows for
+    padding) the contrastive label is chosen by the cosine of their means rather than by bag-of-words counts. Rows
+    that are exactly zero (padding) are left out of the mean; a text whose rows are all zero gets a zero feature
+    (similarity 0 with everything).
+
+    Args:
+        embed_fn: callable mapping a list of ``N`` texts to an array-like ``(N, T, D)`` of token vectors (e.g.
+            ``HFTextEmbedd.embed_texts``) or ``(N, D)`` sentence vectors (returned unchanged).
+
+    Raises:
+        TypeError: when ``embed_fn`` is not callable.
+        ValueError: (when called) when ``embed_fn`` does not return one row (or matrix) per text.
+
+    Examples::
+
+        featurizer = MeanTokenFeaturizer(HFTextEmbedd(keys="text", model_path="/models/bert-base-uncased").embed_texts)
+        unlabeled = assign_contrastive_labels(unlabeled, labeled, featurizer=featurizer)
+    """
+
+    def __init__(self, embed_fn: Callable[[Sequence[str]], Any]) -> None:
+        if not callable(embed_fn):
+            raise TypeError(f"MeanTokenFeaturizer: embed_fn must be callable, got {type(embed_fn).__name__}.")
+        self.embed_fn = embed_fn
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """
+        Args:
+            texts: the texts.
+
+        Returns:
+            a float64 array ``(len(texts), D)``.
+        """
+        emb = self.embed_fn(list(texts))
+        emb = emb.detach().cpu().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb)
+        emb = emb.astype(np.float64)
+        if emb.ndim not in (2, 3) or emb.shape[0] != len(texts):
+            raise ValueError(
+                f"MeanTokenFeaturizer: embed_fn returned shape {emb.shape} for {len(texts)} texts; expected "
+                "(texts, tokens, dim) or (texts, dim)."
+            )
+        if emb.ndim == 2:
+            return emb
+        used = np.abs(emb).sum(axis=2, keepdims=True) > 0  # (N, T, 1): non-padding rows
+        count = used.sum(axis=1)  # (N, 1)
+        total = (emb * used).sum(axis=1)  # (N, D)
+        return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
 def _texts(items: Sequence[Mapping[str, Any]], text_key: str, name: str) -> list[str]:
     texts = []
     for i, item in enumerate(items):
@@ -153,15 +222,23 @@ def assign_contrastive_labels(
     text_key: str = "text",
     label_key: str = "label",
     chunk_size: int = 1024,
+    min_similarity: float = 0.0,
 ) -> list[dict[str, Any]]:
     """
     Give every unlabeled item the contrastive label of LViT's LV loss (section 3.3, appendix D): the mask of the
     labeled item whose text is most similar, by the cosine similarity of text feature vectors (eq. 13 / 25).
 
-    Sets ``"contrastive_label"`` (the chosen item's ``label`` path) and ``"contrastive_text"`` (its text) on a copy of
-    each unlabeled item. Ties (exactly equal similarities) go to the lowest index of ``labeled``; in particular, a
-    text sharing no feature with any labeled text (every similarity 0) gets ``labeled[0]``, and the number of such
-    items is logged as a warning. A zero feature vector has similarity 0 with everything.
+    Sets ``"contrastive_label"`` (the chosen item's ``label`` path), ``"contrastive_text"`` (its text) and
+    ``"contrastive_similarity"`` (the cosine, a float) on a copy of each unlabeled item. Ties (exactly equal
+    similarities) go to the lowest index of ``labeled``.
+
+    No similar text: when the best similarity is ``<= min_similarity`` (by default: the text shares no feature with
+    any labeled text, e.g. no word in common under bag-of-words) the item gets NO ``contrastive_label`` and no
+    ``contrastive_text`` (only ``contrastive_similarity``): an arbitrary labeled mask would teach a wrong location.
+    :func:`collate_semi_supervised` then fills an all-zero mask, which :class:`common.losses.LanguageVisionLoss`
+    skips, so that image gets no LV term (it still gets the EPI pseudo-label term). Their number is logged as a
+    warning (logger ``common.data.semi_supervised``) and can be recounted from the returned items
+    (``"contrastive_label" not in item``). A zero feature vector has similarity 0 with everything.
 
     The paper uses the labeled masks directly for MoNuSeg and, for QaTa-COV19, masks drawn for structured template
     sentences (the reference repository's ``LV_loss/LV_loss.xlsx``, 14 sentences and masks, method_notes §1.3); pass
@@ -171,24 +248,33 @@ def assign_contrastive_labels(
         unlabeled: unlabeled items with a non-empty ``text``.
         labeled: candidate items with a non-empty ``text`` and a ``label`` (path or array), at least one.
         featurizer: callable mapping a list of texts to an ``(N, D)`` array-like; it is called ONCE with the labeled
-            texts followed by the unlabeled texts (so a vocabulary is shared). Default :func:`bag_of_words_features`.
-            Any other text embedding works, e.g. mean BERT token vectors.
+            texts followed by the unlabeled texts (so a vocabulary is shared). Default :func:`bag_of_words_features`
+            (for a trainable token table, which has no fixed text features); with frozen encoder vectors use
+            :class:`MeanTokenFeaturizer`.
         text_key: item key of the text, default ``"text"``.
         label_key: key of the mask in ``labeled``, default ``"label"``.
         chunk_size: unlabeled rows per similarity block (bounds memory to ``chunk_size * len(labeled)``), default 1024.
+        min_similarity: a best cosine ``<= min_similarity`` means "no similar labeled text" (no contrastive label),
+            default 0.0. In ``[-1, 1)``; dense embeddings (BERT means) are rarely below 0.5, so raise it there to
+            reject weak matches.
 
     Returns:
-        the unlabeled items (new dicts, input order) with ``contrastive_label`` and ``contrastive_text``.
+        the unlabeled items (new dicts, input order) with ``contrastive_similarity`` and, when matched,
+        ``contrastive_label`` and ``contrastive_text``.
 
     Raises:
-        ValueError: when ``labeled`` is empty, an item lacks a non-empty text or a labeled item lacks ``label``, or the
-            featurizer's output does not have one finite row per text.
+        ValueError: when ``labeled`` is empty, an item lacks a non-empty text or a labeled item lacks ``label``, the
+            featurizer's output does not have one finite row per text, or ``min_similarity`` is outside ``[-1, 1)``.
 
     Examples::
 
         unlabeled = assign_contrastive_labels(unlabeled, labeled)
         unlabeled[0]["contrastive_label"]  # label path of the labeled item with the most similar description
     """
+    if isinstance(min_similarity, bool) or not isinstance(min_similarity, (int, float)):
+        raise ValueError(f"assign_contrastive_labels: min_similarity must be a number, got {min_similarity!r}.")
+    if not (math.isfinite(min_similarity) and -1.0 <= float(min_similarity) < 1.0):
+        raise ValueError(f"assign_contrastive_labels: min_similarity must be in [-1, 1), got {min_similarity}.")
     if len(labeled) == 0:
         raise ValueError("assign_contrastive_labels: there are no labeled items to take contrastive labels from.")
     labeled_texts = _texts(labeled, text_key, "labeled")
@@ -217,16 +303,211 @@ def assign_contrastive_labels(
         sims = unl[start : start + chunk_size] @ lab.T
         best[start : start + chunk_size] = np.argmax(sims, axis=1)  # first maximum = lowest index on ties
         best_sim[start : start + chunk_size] = sims.max(axis=1)
-    unmatched = int((best_sim <= 0).sum())
+    matched = best_sim > float(min_similarity)
+    unmatched = int((~matched).sum())
     if unmatched:
         logger.warning(
-            f"assign_contrastive_labels: {unmatched} of {len(unlabeled)} unlabeled texts share no feature with any "
-            "labeled text; they get the first labeled item's mask as contrastive label."
+            f"assign_contrastive_labels: {unmatched} of {len(unlabeled)} unlabeled texts have no similar labeled text "
+            f"(best cosine <= min_similarity={min_similarity}); they get no contrastive label and no LV loss term."
         )
     out = []
-    for item, j in zip(unlabeled, best.tolist()):
-        out.append({**item, "contrastive_label": labeled[j][label_key], "contrastive_text": labeled[j][text_key]})
+    for item, j, sim, ok in zip(unlabeled, best.tolist(), best_sim.tolist(), matched.tolist()):
+        entry = {k: v for k, v in item.items() if k not in ("contrastive_label", "contrastive_text")}
+        entry["contrastive_similarity"] = float(sim)
+        if ok:
+            entry["contrastive_label"] = labeled[j][label_key]
+            entry["contrastive_text"] = labeled[j][text_key]
+        out.append(entry)
     return out
+
+
+class WarmupSemiSupervisedSampler(Sampler):
+    """
+    Sampler over ``ConcatDataset([labeled, unlabeled])`` (labeled items at indices ``0 .. L-1``, unlabeled at
+    ``L .. L+U-1``) that keeps the unlabeled images out of a supervised warm-up.
+
+    Why: LViT's EPI (eq. 9) averages the model's own predictions, and the paper's argument for it (section 3.2,
+    "the model weights will dither around the actual optimum in the last n generations") assumes a trained model;
+    an EPI bank started from the first epoch of an untrained model keeps ``beta**t`` of that random guess (91 % after
+    10 epochs at ``beta = 0.99``). So during the first ``warmup_epochs`` epochs only labeled items are drawn; from
+    epoch ``warmup_epochs + 1`` every item is.
+
+    Every epoch has the same ``epoch_length`` items (default ``L + U``), so the trainer's epoch length, the learning
+    rate schedule, checkpoints and resume are unchanged: a warm-up epoch draws ``epoch_length`` labeled items
+    (shuffled passes over the labeled items, the last one cut), a later epoch one shuffled pass over all items (then,
+    if ``epoch_length`` is larger, further shuffled passes, cut). With ``U = 0`` every epoch is a warm-up epoch: the
+    "labeled images only" baseline with the same number of iterations as the semi-supervised run.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run draws what the uninterrupted run would.
+    The epoch is set by :meth:`set_epoch` (the bundle attaches :class:`common.engines.EPIWarmupHandler`, which calls
+    it at every ``EPOCH_STARTED``); a sampler that is never told stays in epoch 1.
+
+    Args:
+        num_labeled: ``L`` >= 1.
+        num_unlabeled: ``U`` >= 0.
+        warmup_epochs: epochs (>= 0) that draw labeled items only. 0: unlabeled items from the first epoch.
+        epoch_length: items per epoch (>= 1), default ``L + U``.
+        seed: base seed, default 0.
+
+    Raises:
+        ValueError: when a count is out of range.
+
+    Examples::
+
+        sampler = WarmupSemiSupervisedSampler(len(labeled), len(unlabeled), warmup_epochs=3)
+        loader = DataLoader(ConcatDataset([labeled_ds, unlabeled_ds]), batch_size=8, sampler=sampler,
+                            collate_fn=collate_semi_supervised)
+    """
+
+    def __init__(
+        self,
+        num_labeled: int,
+        num_unlabeled: int,
+        warmup_epochs: int = 0,
+        epoch_length: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        for name, value, low in (("num_labeled", num_labeled, 1), ("num_unlabeled", num_unlabeled, 0)):
+            if isinstance(value, bool) or int(value) != value or value < low:
+                raise ValueError(f"WarmupSemiSupervisedSampler: {name} must be an integer >= {low}, got {value!r}.")
+        if isinstance(warmup_epochs, bool) or int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
+            raise ValueError(
+                f"WarmupSemiSupervisedSampler: warmup_epochs (epi_warmup_epochs) must be an integer >= 0, "
+                f"got {warmup_epochs!r}."
+            )
+        length = int(num_labeled) + int(num_unlabeled) if epoch_length is None else epoch_length
+        if isinstance(length, bool) or int(length) != length or length < 1:
+            raise ValueError(
+                f"WarmupSemiSupervisedSampler: epoch_length must be an integer >= 1, got {epoch_length!r}."
+            )
+        self.num_labeled = int(num_labeled)
+        self.num_unlabeled = int(num_unlabeled)
+        self.warmup_epochs = int(warmup_epochs)
+        self.epoch_length = int(length)
+        self.seed = int(seed)
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """
+        Args:
+            epoch: the 1-based epoch whose order the next ``iter()`` draws.
+        """
+        self.epoch = int(epoch)
+
+    def in_warmup(self, epoch: int | None = None) -> bool:
+        """
+        Args:
+            epoch: 1-based epoch, default the current one.
+
+        Returns:
+            whether that epoch draws labeled items only.
+        """
+        epoch = self.epoch if epoch is None else int(epoch)
+        return self.num_unlabeled == 0 or epoch <= self.warmup_epochs
+
+    def indices(self, epoch: int) -> list[int]:
+        """
+        Args:
+            epoch: 1-based epoch.
+
+        Returns:
+            the ``epoch_length`` dataset indices of that epoch, in order.
+        """
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
+        pool = self.num_labeled if self.in_warmup(epoch) else self.num_labeled + self.num_unlabeled
+        out: list[int] = []
+        while len(out) < self.epoch_length:
+            out.extend(torch.randperm(pool, generator=gen).tolist())
+        return out[: self.epoch_length]
+
+    def __iter__(self):
+        return iter(self.indices(self.epoch))
+
+    def __len__(self) -> int:
+        return self.epoch_length
+
+
+# MONAI transforms in these modules that are random but keep the pixel frame
+_FRAME_PRESERVING = ("RandSimulateLowResolution", "RandSimulateLowResolutiond")
+_SPATIAL_MODULES = ("monai.transforms.spatial", "monai.transforms.croppad")
+
+
+def is_random_spatial(transform: Any) -> bool:
+    """
+    Whether a transform may move pixels at random (so that a stored pseudo label would no longer line up with the
+    image): it is random (``monai.transforms.Randomizable`` / ``RandomizableTrait``) AND at least one of
+
+    - it is a ``LazyTrait`` (MONAI marks every transform that changes the pixel grid as lazy-capable: affine, flip,
+      rotate, zoom, crops), or an ``InvertibleTransform`` (MONAI records geometric changes to invert them; this also
+      flags ``RandLambdad``, whose function is unknown);
+    - its class lives in ``monai.transforms.spatial`` or ``monai.transforms.croppad`` (e.g. ``Rand2DElasticd``,
+      ``RandGridDistortiond``, which are neither lazy nor invertible), except ``RandSimulateLowResolution(d)``,
+      which zooms down and back up in the same frame.
+
+    Intensity transforms (``RandAdjustContrastd``, ``RandGaussianNoised``, ``RandScaleIntensityd``, ...) are random
+    but none of these, and deterministic spatial transforms (``Resized``) are not random. A custom transform that
+    moves pixels without any of these marks is not recognised.
+
+    Args:
+        transform: a transform object.
+
+    Returns:
+        True for a random spatial transform.
+    """
+    if not isinstance(transform, (Randomizable, RandomizableTrait)):
+        return False
+    name = type(transform).__name__
+    module = type(transform).__module__ or ""
+    if name in _FRAME_PRESERVING and module.startswith("monai."):
+        return False
+    if isinstance(transform, (LazyTrait, InvertibleTransform)):
+        return True
+    return module.startswith(_SPATIAL_MODULES)
+
+
+def _walk(transforms: Any, path: str):
+    for i, t in enumerate(transforms):
+        where = f"{path}[{i}]"
+        yield where, t
+        inner = getattr(t, "transforms", None)  # Compose, OneOf, SomeOf, RandomOrder
+        if isinstance(inner, (list, tuple)):
+            yield from _walk(inner, f"{where} ({type(t).__name__})")
+
+
+def require_no_random_spatial(transforms: Sequence[Any], name: str = "transforms") -> list[Any]:
+    """
+    Check that no transform of a pipeline (nested ``Compose`` / ``OneOf`` / ``SomeOf`` / ``RandomOrder`` included)
+    is a random spatial transform (:func:`is_random_spatial`), and return the pipeline unchanged.
+
+    Used on the unlabeled images of semi-supervised LViT: their EPI pseudo label (eq. 9) is stored in the frame the
+    network saw, so a random flip, rotation, affine or crop would average predictions of differently placed images.
+
+    Args:
+        transforms: the transforms (objects; ``None`` entries, e.g. disabled config items, are skipped).
+        name: how the pipeline is named in the error, e.g. the config key ``"train#unlabeled_random_transforms"``.
+
+    Returns:
+        ``list(transforms)`` without ``None`` entries.
+
+    Raises:
+        TypeError: when ``transforms`` is not a list or tuple.
+        ValueError: naming every random spatial transform found, with its position.
+
+    Examples::
+
+        Compose(require_no_random_spatial([RandAdjustContrastd("image"), RandGaussianNoised("image")], "unlabeled"))
+    """
+    if not isinstance(transforms, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of transforms, got {type(transforms).__name__}.")
+    kept = [t for t in transforms if t is not None]
+    bad = [f"{where} {type(t).__name__}" for where, t in _walk(kept, name) if is_random_spatial(t)]
+    if bad:
+        raise ValueError(
+            f"{name}: random spatial transforms reach the unlabeled images: {', '.join(bad)}. Their EPI pseudo labels "
+            "are stored in the frame the network saw, so only intensity transforms may be random there; remove them "
+            "(labeled images may keep geometric augmentation in train#random_transforms)."
+        )
+    return kept
 
 
 def _zero_mask(image: Any, template: Any) -> torch.Tensor:
@@ -242,6 +523,7 @@ def collate_semi_supervised(
     mask_keys: Sequence[str] = ("label", "contrastive_label"),
     index_key: str = "unlabeled_index",
     text_keys: Sequence[str] = ("contrastive_text",),
+    float_keys: Sequence[str] = ("contrastive_similarity",),
 ) -> dict[str, Any]:
     """
     ``collate_fn`` for a DataLoader over labeled AND unlabeled items. Default collation needs every item to have the
@@ -253,7 +535,10 @@ def collate_semi_supervised(
       collates MetaTensors only with MetaTensors of the same meta keys). They are placeholders:
       :class:`common.engines.PrepareBatchSemiSupervised` overwrites or ignores them;
     - a missing ``index_key`` gets ``-1`` (labeled);
-    - a missing text key (``text_keys``) gets ``""``.
+    - a missing text key (``text_keys``) gets ``""``; a missing number key (``float_keys``) gets ``nan``;
+    - when the batch holds an unlabeled item (``index_key`` >= 0), a mask key that NO item has is added to every
+      item as zeros (e.g. a batch whose unlabeled items all lack a contrastive label because no labeled text is
+      similar, see :func:`assign_contrastive_labels`: their LV term is then skipped).
 
     Args:
         batch: the items of one batch (dicts after the transforms).
@@ -261,6 +546,8 @@ def collate_semi_supervised(
         mask_keys: keys filled with a zero mask, default ``("label", "contrastive_label")``.
         index_key: key filled with -1, default ``"unlabeled_index"``.
         text_keys: keys filled with an empty string, default ``("contrastive_text",)``.
+        float_keys: keys filled with ``float("nan")``, default ``("contrastive_similarity",)`` (set on unlabeled
+            items by :func:`assign_contrastive_labels`).
 
     Returns:
         the collated batch.
@@ -277,6 +564,8 @@ def collate_semi_supervised(
     keys: list[str] = []
     for item in items:
         keys.extend(k for k in item if k not in keys)
+    if any(int(torch.as_tensor(item.get(index_key, -1)).reshape(-1)[0]) >= 0 for item in items):
+        keys.extend(k for k in mask_keys if k not in keys)
     for i, item in enumerate(items):
         for key in keys:
             if key in item:
@@ -284,14 +573,16 @@ def collate_semi_supervised(
             if key in mask_keys:
                 if image_key not in item:
                     raise KeyError(f"collate_semi_supervised: batch item {i} has no '{image_key}'.")
-                item[key] = _zero_mask(item[image_key], next(it[key] for it in items if key in it))
+                item[key] = _zero_mask(item[image_key], next((it[key] for it in items if key in it), None))
             elif key == index_key:
                 item[key] = -1
             elif key in text_keys:
                 item[key] = ""
+            elif key in float_keys:
+                item[key] = float("nan")
             else:
                 raise KeyError(
                     f"collate_semi_supervised: batch item {i} lacks key '{key}' that other items of the batch have; "
-                    "give every item the same keys (or add the key to mask_keys/text_keys)."
+                    "give every item the same keys (or add the key to mask_keys/text_keys/float_keys)."
                 )
     return list_data_collate(items)

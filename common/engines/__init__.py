@@ -6,6 +6,18 @@
 
 from __future__ import annotations
 
-from .epi import PACKED_LABEL_CHANNELS, EPIUpdateHandler, PrepareBatchSemiSupervised, PseudoLabelBank
+from .epi import (
+    PACKED_LABEL_CHANNELS,
+    EPIUpdateHandler,
+    EPIWarmupHandler,
+    PrepareBatchSemiSupervised,
+    PseudoLabelBank,
+)
 
-__all__ = ["PACKED_LABEL_CHANNELS", "EPIUpdateHandler", "PrepareBatchSemiSupervised", "PseudoLabelBank"]
+__all__ = [
+    "PACKED_LABEL_CHANNELS",
+    "EPIUpdateHandler",
+    "EPIWarmupHandler",
+    "PrepareBatchSemiSupervised",
+    "PseudoLabelBank",
+]

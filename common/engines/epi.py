@@ -4,7 +4,8 @@
 # You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 """
 Exponential Pseudo-label Iteration (EPI) of semi-supervised LViT: the pseudo-label bank, the batch preparation that
-packs real and pseudo labels for the loss, and the handler that updates the bank after every iteration.
+packs real and pseudo labels for the loss, the handler that updates the bank after every iteration, and the handler
+that drives the supervised warm-up before the bank starts.
 
 Source: LViT paper (Li et al., "LViT: Language meets Vision Transformer in Medical Image Segmentation"), section 3.2
 and eq. 9. The public reference code (HUANGLIZI/LViT) does not wire EPI into training (method_notes §1.3), so the
@@ -14,6 +15,7 @@ bookkeeping below (one slot per unlabeled image, first sighting initialises, sof
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,7 +25,13 @@ from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents, PrepareBatch
 from monai.utils import CommonKeys, ensure_tuple
 
-__all__ = ["PseudoLabelBank", "PrepareBatchSemiSupervised", "EPIUpdateHandler", "PACKED_LABEL_CHANNELS"]
+__all__ = [
+    "PseudoLabelBank",
+    "PrepareBatchSemiSupervised",
+    "EPIUpdateHandler",
+    "EPIWarmupHandler",
+    "PACKED_LABEL_CHANNELS",
+]
 
 PACKED_LABEL_CHANNELS: tuple[str, ...] = ("target", "contrastive", "is_unlabeled", "target_valid")
 """Channel order of the packed label built by :class:`PrepareBatchSemiSupervised` and read by
@@ -423,9 +431,10 @@ class EPIUpdateHandler:
         bank: the bank to update.
         index_key: batch key of the bank slot (``-1`` = labeled), default ``"unlabeled_index"``.
         pred_key: output key of the network logits, default ``"pred"``.
-        start_epoch: first epoch (1-based) whose predictions enter the bank, default 1 (from the start, as in the
-            paper). A later value is a warm-up: until then unlabeled images have no pseudo label and train only
-            through the LV loss, so the bank is not initialised with an untrained model's predictions.
+        start_epoch: first epoch (1-based) whose predictions enter the bank, default 1. The bundle sets it to
+            ``epi_warmup_epochs + 1``: together with :class:`common.data.semi_supervised.WarmupSemiSupervisedSampler`
+            (no unlabeled image is drawn before that epoch) the bank is first initialised by the warmed-up model's
+            predictions, not by an untrained model's.
 
     Raises:
         ValueError: when ``start_epoch`` < 1.
@@ -509,3 +518,55 @@ class EPIUpdateHandler:
         self._pending = None
         if pending is not None:
             self.bank.update(*pending)
+
+
+class EPIWarmupHandler:
+    """
+    Drives the supervised warm-up of semi-supervised LViT: at every ``EPOCH_STARTED`` it tells a
+    :class:`common.data.semi_supervised.WarmupSemiSupervisedSampler` the trainer's epoch (``sampler.set_epoch``), so
+    the epoch draws labeled images only while ``epoch <= warmup_epochs`` and every image afterwards, and it logs when
+    the unlabeled images enter. ignite fires ``EPOCH_STARTED`` before it asks the DataLoader for the epoch's
+    iterator, and a resumed trainer (``ResumeHandler``) starts with its restored epoch, so an interrupted run draws
+    the same epochs as an uninterrupted one.
+
+    Why a warm-up (paper section 3.2): the argument for EPI assumes "the model weights will dither around the actual
+    optimum in the last n generations"; starting the bank from an untrained model breaks it (see the sampler).
+
+    Args:
+        sampler: the training DataLoader's sampler (anything with ``set_epoch(int)`` and ``in_warmup(int)``).
+        logger_name: logger of the message, default ``"common.engines.epi"``.
+
+    Raises:
+        TypeError: when ``sampler`` has no ``set_epoch`` / ``in_warmup``.
+    """
+
+    def __init__(self, sampler: Any, logger_name: str = __name__) -> None:
+        if not (callable(getattr(sampler, "set_epoch", None)) and callable(getattr(sampler, "in_warmup", None))):
+            raise TypeError(
+                f"EPIWarmupHandler: the sampler ({type(sampler).__name__}) needs set_epoch() and in_warmup(); use "
+                "common.data.semi_supervised.WarmupSemiSupervisedSampler."
+            )
+        self.sampler = sampler
+        self.logger = logging.getLogger(logger_name)
+
+    def attach(self, engine: Engine) -> None:
+        """
+        Args:
+            engine: the trainer.
+        """
+        engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """
+        Args:
+            engine: the trainer whose epoch starts.
+        """
+        epoch = int(engine.state.epoch)
+        self.sampler.set_epoch(epoch)
+        warm = self.sampler.in_warmup(epoch)
+        if warm and epoch == 1:
+            self.logger.info("EPI warm-up: epoch 1 trains on the labeled images only.")
+        if not warm and (epoch == 1 or self.sampler.in_warmup(epoch - 1)):
+            self.logger.info(
+                f"EPI: unlabeled images (pseudo-label bank, LV loss) enter the training from epoch {epoch}."
+            )

@@ -32,8 +32,19 @@ MONAI's Dice on a one-channel sigmoid output is the FOREGROUND Dice only, wherea
 background category. Our Dice equals ``DiceLoss(smooth_nr=s, smooth_dr=s)`` applied to the two-channel maps
 ``[1 - p, p]`` and ``[1 - y, y]`` (``include_background=True``, no activation). For small lesions the background
 Dice is close to 1, so our Dice term is about half of MONAI's and its gradient also penalises false positives
-through the background category. The reference code (``WeightedDiceBCE``, method_notes §1.3) differs from both:
-a foreground-only Dice with squared denominators and a class-balanced BCE; we follow the paper.
+through the background category.
+
+The reference code's loss (``WeightedDiceBCE(dice_weight=0.5, BCE_weight=0.5)`` in HUANGLIZI/LViT ``utils.py``, the
+loss ``train_model.py`` trains with, so the loss behind the paper's numbers; method_notes §1.3) differs from both and
+is offered as ``sup_loss="reference"`` (:func:`reference_dice_bce_terms`), on the same logits:
+
+- ``WeightedDiceLoss([0.5, 0.5])``: per image, with the constant pixel weight ``w = 0.5`` applied to both maps,
+  ``1 - (2 w^2 sum p y + s) / (w^2 (sum p^2 + sum y^2) + s)``, ``s = 1e-5``: a FOREGROUND-only Dice with squared
+  denominators, averaged over the images;
+- ``WeightedBCE([0.5, 0.5])``: ``0.5 * sum_{y > 0.5} bce / n_pos + 0.5 * sum_{y < 0.5} bce / n_neg``, the positive
+  and negative pixels counted over the WHOLE batch (``+1e-12``), i.e. a class-balanced BCE (pixels with
+  ``y == 0.5`` exactly drop out). The reference computes the BCE from probabilities (``F.binary_cross_entropy``,
+  log clamped at -100); we use the logits (equal up to that clamp).
 """
 
 from __future__ import annotations
@@ -43,7 +54,17 @@ import torch.nn.functional as F
 from monai.utils import look_up_option
 from torch import nn
 
-__all__ = ["LanguageVisionLoss", "LViTDiceCELoss", "LViTSemiSupervisedLoss", "dice_ce_per_image"]
+__all__ = [
+    "LanguageVisionLoss",
+    "LViTDiceCELoss",
+    "LViTSemiSupervisedLoss",
+    "dice_ce_per_image",
+    "reference_dice_bce_terms",
+    "SUP_LOSSES",
+]
+
+SUP_LOSSES = ("paper", "reference")
+"""Values of ``sup_loss``: the paper's eq. 28-29 form, or the reference code's ``WeightedDiceBCE``."""
 
 
 def _check_pair(input: torch.Tensor, target: torch.Tensor, target_channels: int, name: str) -> None:  # noqa: A002
@@ -76,6 +97,50 @@ def dice_ce_per_image(logits: torch.Tensor, target: torch.Tensor, smooth: float 
     dice = 1.0 - 0.5 * (fg + bg)
     ce = F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(dims)
     return dice, ce
+
+
+def reference_dice_bce_terms(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    smooth: float = 1e-5,
+    pixel_weight: float = 0.5,
+    pos_neg_weights: tuple[float, float] = (0.5, 0.5),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    The reference code's ``WeightedDiceLoss`` and ``WeightedBCE`` (HUANGLIZI/LViT ``utils.py``; module notes), with
+    per-image weights so that images without a usable target (unlabeled, no pseudo label yet) drop out.
+
+    Args:
+        logits: ``(B, 1, *spatial)`` logits.
+        target: ``(B, 1, *spatial)`` targets in [0, 1].
+        weight: ``(B,)`` per-image weights in {0, 1} (default all 1). Dice: ``mean_b(weight_b * dice_b)`` over all B
+            images. BCE: the positive/negative pixel sums and counts run over the images with ``weight_b > 0``, and
+            the result is scaled by ``sum(weight) / B`` (so a batch of labeled images gives exactly the reference
+            value, and in a mixed batch the supervised images carry their share, as in the paper form).
+        smooth: the Dice ``s``, default 1e-5 (reference).
+        pixel_weight: the reference's constant pixel weight ``w`` of the Dice (its ``weights=[0.5, 0.5]`` make
+            ``w = 0.5 + y * (0.5 - 0.5) = 0.5``), default 0.5.
+        pos_neg_weights: weights of the positive and negative BCE means, default ``(0.5, 0.5)``.
+
+    Returns:
+        ``(dice, bce)``: two scalars, unweighted by the loss's ``dice_weight`` / ``ce_weight``.
+    """
+    z = logits.float().flatten(1)
+    y = target.float().flatten(1)
+    b = z.shape[0]
+    w_img = torch.ones(b, device=z.device) if weight is None else weight.float().to(z.device)
+    p = torch.sigmoid(z)
+    wp, wy = pixel_weight * p, pixel_weight * y
+    dice = 1.0 - (2.0 * (wp * wy).sum(1) + smooth) / ((wp * wp).sum(1) + (wy * wy).sum(1) + smooth)
+    dice_term = (w_img * dice).mean()
+    bce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    use = (w_img > 0).to(z.dtype)[:, None]
+    pos = (y > 0.5).to(z.dtype) * use
+    neg = (y < 0.5).to(z.dtype) * use
+    n_pos, n_neg = pos.sum().detach() + 1e-12, neg.sum().detach() + 1e-12
+    bce_term = (pos_neg_weights[0] * pos * bce / n_pos + pos_neg_weights[1] * neg * bce / n_neg).sum()
+    return dice_term, bce_term * (w_img.sum() / b)
 
 
 class LanguageVisionLoss(nn.Module):
@@ -145,28 +210,36 @@ class LanguageVisionLoss(nn.Module):
 
 class LViTDiceCELoss(nn.Module):
     """
-    The supervised LViT loss, eq. 16 / eq. 30: ``L_sup = dice_weight * L_Dice + ce_weight * L_CE`` with the
-    two-category Dice of eq. 28 and the CE of eq. 29 (see the module notes for how they map onto one sigmoid
-    output), each computed per image and averaged over the batch. Records ``last_terms`` (``"dice"``, ``"ce"``,
-    weighted values) like :class:`common.losses.WeightedSumLoss`, for :class:`common.handlers.LossTermsHandler`.
+    The supervised LViT loss, eq. 16 / eq. 30: ``L_sup = dice_weight * L_Dice + ce_weight * L_CE``. With
+    ``sup_loss="paper"`` (default) the Dice is the two-category Dice of eq. 28 and the CE that of eq. 29 (see the
+    module notes for how they map onto one sigmoid output), each computed per image and averaged over the batch;
+    with ``sup_loss="reference"`` they are the reference code's foreground Dice with squared denominators and
+    class-balanced BCE (:func:`reference_dice_bce_terms`). Records ``last_terms`` (``"dice"``, ``"ce"``, weighted
+    values) like :class:`common.losses.WeightedSumLoss`, for :class:`common.handlers.LossTermsHandler`.
 
     Args:
         dice_weight: weight of the Dice term, default 0.5 (``(L_Dice + L_CE) / 2``, eq. 16).
         ce_weight: weight of the CE term, default 0.5.
         smooth: Dice smoothing ``s`` (>= 0), default 1e-5.
+        sup_loss: ``"paper"`` (eq. 28-29, default) or ``"reference"`` (``WeightedDiceBCE`` of the reference code).
 
     Raises:
-        ValueError: when ``smooth`` < 0; (when called) when ``input`` is not ``(B, 1, *spatial)`` or ``target``
-            has another shape.
+        ValueError: when ``smooth`` < 0 or ``sup_loss`` is unknown; (when called) when ``input`` is not
+            ``(B, 1, *spatial)`` or ``target`` has another shape.
     """
 
-    def __init__(self, dice_weight: float = 0.5, ce_weight: float = 0.5, smooth: float = 1e-5) -> None:
+    def __init__(
+        self, dice_weight: float = 0.5, ce_weight: float = 0.5, smooth: float = 1e-5, sup_loss: str = "paper"
+    ) -> None:
         super().__init__()
         if smooth < 0:
             raise ValueError(f"smooth must be >= 0, got {smooth}.")
+        if sup_loss not in SUP_LOSSES:
+            raise ValueError(f"sup_loss must be one of {list(SUP_LOSSES)}, got {sup_loss!r}.")
         self.dice_weight = float(dice_weight)
         self.ce_weight = float(ce_weight)
         self.smooth = float(smooth)
+        self.sup_loss = sup_loss
         self.last_terms: dict[str, float] = {}
 
     def supervised_terms(
@@ -180,8 +253,11 @@ class LViTDiceCELoss(nn.Module):
 
         Returns:
             ``(dice_term, ce_term)``: ``dice_weight * mean_b(weight_b * dice_b)`` and the same for CE (the mean is
-            over all B images).
+            over all B images); for ``sup_loss="reference"`` see :func:`reference_dice_bce_terms`.
         """
+        if self.sup_loss == "reference":
+            dice_t, bce_t = reference_dice_bce_terms(input, target, weight, smooth=self.smooth)
+            return self.dice_weight * dice_t, self.ce_weight * bce_t
         dice, ce = dice_ce_per_image(input, target, self.smooth)
         return self.dice_weight * (weight * dice).mean(), self.ce_weight * (weight * ce).mean()
 
@@ -203,17 +279,26 @@ class LViTDiceCELoss(nn.Module):
 
 class LViTSemiSupervisedLoss(LViTDiceCELoss):
     """
-    Semi-supervised LViT loss on a batch mixing labeled and unlabeled images (eq. 16-17 / eq. 30-31)::
+    Semi-supervised LViT loss on a batch mixing labeled and unlabeled images (eq. 16-17 / eq. 30-31). Per image b::
 
-        L = (1/B) * sum_b [ v_b * (dice_weight * L_Dice,b + ce_weight * L_CE,b) + u_b * alpha * L_LV,b ]
+        l_b = v_b * (dice_weight * L_Dice,b + ce_weight * L_CE,b) + u_b * alpha * L_LV,b
 
     where ``u_b`` is 1 for an unlabeled image, ``v_b`` is 1 when image b has a usable target (always for labeled
     images; for an unlabeled one, once its EPI pseudo label exists), Dice and CE are computed against channel 0 of
     the packed label (the mask, or the EPI pseudo label, soft) and ``L_LV`` against channel 1 (the contrastive mask,
-    :class:`LanguageVisionLoss`, empty masks skipped). A labeled image therefore gets eq. 16, an unlabeled image with a
-    pseudo label eq. 17, and an unlabeled image before its first pseudo label only ``alpha * L_LV``. The mean is over
-    all B images of the batch, like the per-batch mean of the fully supervised loss, so with no unlabeled image in the
-    batch the value is exactly :class:`LViTDiceCELoss`.
+    :class:`LanguageVisionLoss`; an empty mask, e.g. an unlabeled image whose text matched no labeled text, is
+    skipped: ``L_LV,b = 0``). A labeled image therefore gets eq. 16, an unlabeled image with a pseudo label eq. 17,
+    and an unlabeled image before its first pseudo label only ``alpha * L_LV``. The batch value is, by ``reduction``:
+
+    - ``"group"`` (default): ``mean_{b labeled} l_b + mean_{b unlabeled} l_b`` (a missing group contributes 0): eq. 16
+      is the loss of the labeled data and eq. 17 that of the unlabeled data, each averaged over its own images, so
+      the labeled term keeps its scale however many unlabeled images share the batch (with 1/4 labels a batch holds
+      about 3 unlabeled images per labeled one, and a plain batch mean would scale the labeled term by about 1/4);
+    - ``"batch"``: ``(1/B) sum_b l_b``, one mean over all B images.
+
+    The paper defines eq. 16 and eq. 17 per data kind and does not say how a mixed batch combines them (the reference
+    code does not train the semi-supervised variant, method_notes §1.3). With no unlabeled image in the batch both
+    reductions equal :class:`LViTDiceCELoss` exactly.
 
     ``last_terms`` holds the three weighted terms ``{"dice", "ce", "lv"}`` of the last call (their sum is the loss),
     for :class:`common.handlers.LossTermsHandler`.
@@ -224,10 +309,14 @@ class LViTSemiSupervisedLoss(LViTDiceCELoss):
         ce_weight: weight of the CE term, default 0.5.
         smooth: Dice smoothing (>= 0), default 1e-5.
         lv_eps: clamp of the LV cosine denominator, default 1e-8.
+        sup_loss: ``"paper"`` (eq. 28-29, default) or ``"reference"``, see :class:`LViTDiceCELoss`; applies to the
+            labeled and the pseudo-label terms.
+        reduction: ``"group"`` (default) or ``"batch"``, see above.
 
     Raises:
-        ValueError: when ``smooth`` < 0 or ``alpha`` < 0; (when called) when the target is not the 4-channel packed
-            label of :class:`common.engines.PrepareBatchSemiSupervised` with the input's batch and spatial size.
+        ValueError: when ``smooth`` < 0, ``alpha`` < 0, ``sup_loss`` or ``reduction`` is unknown; (when called) when
+            the target is not the 4-channel packed label of :class:`common.engines.PrepareBatchSemiSupervised` with
+            the input's batch and spatial size.
 
     Examples::
 
@@ -243,11 +332,16 @@ class LViTSemiSupervisedLoss(LViTDiceCELoss):
         ce_weight: float = 0.5,
         smooth: float = 1e-5,
         lv_eps: float = 1e-8,
+        sup_loss: str = "paper",
+        reduction: str = "group",
     ) -> None:
-        super().__init__(dice_weight=dice_weight, ce_weight=ce_weight, smooth=smooth)
+        super().__init__(dice_weight=dice_weight, ce_weight=ce_weight, smooth=smooth, sup_loss=sup_loss)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}.")
+        if reduction not in ("group", "batch"):
+            raise ValueError(f"reduction must be 'group' or 'batch', got {reduction!r}.")
         self.alpha = float(alpha)
+        self.reduction = reduction
         self.lv = LanguageVisionLoss(sigmoid=True, reduction="none", eps=lv_eps)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
@@ -268,8 +362,24 @@ class LViTSemiSupervisedLoss(LViTDiceCELoss):
         batch = input.shape[0]
         flags = target[:, 2:4].reshape(batch, 2, -1)[:, :, 0].float()
         unlabeled, valid = flags[:, 0], flags[:, 1]
-        dice_term, ce_term = self.supervised_terms(input, target[:, 0:1], valid)
-        lv_term = self.alpha * (unlabeled * self.lv(input, target[:, 1:2])).mean()
+        lv_per_image = unlabeled * self.lv(input, target[:, 1:2])
+        if self.reduction == "batch":
+            dice_term, ce_term = self.supervised_terms(input, target[:, 0:1], valid)
+            lv_term = self.alpha * lv_per_image.mean()
+        else:
+            # supervised_terms averages over all B images; rescale each group's share to a mean over that group
+            labeled = 1.0 - unlabeled
+            dice_term = ce_term = lv_term = input.sum() * 0.0
+            for group in (labeled, unlabeled):
+                count = float(group.sum())
+                if count == 0:
+                    continue
+                d, c = self.supervised_terms(input, target[:, 0:1], valid * group)
+                dice_term = dice_term + d * (batch / count)
+                ce_term = ce_term + c * (batch / count)
+            n_unlabeled = float(unlabeled.sum())
+            if n_unlabeled > 0:
+                lv_term = self.alpha * lv_per_image.sum() / n_unlabeled
         self.last_terms = {
             "dice": float(dice_term.detach()),
             "ce": float(ce_term.detach()),

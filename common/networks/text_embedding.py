@@ -24,8 +24,13 @@ class TokenEmbedding(nn.Module):
     A trainable embedding table: token ids (B, L) -> vectors (B, L, dim).
 
     This is the offline default text embedder of the text-guided networks: it needs no pretrained weights, only the
-    vocabulary size of the tokenizer, e.g. 49408 for CLIP's byte-pair-encoding tokenizer that ships inside the
-    open_clip package (:py:class:`common.transforms.OpenCLIPTokenizer`). The table is ``torch.nn.Embedding``
+    vocabulary size of the tokenizer: a few dozen rows for a word vocabulary drawn from the training notes
+    (:py:class:`common.transforms.WordVocabTokenizer`, LViT's default: 23 rows for the built-in synthetic chest X-ray
+    notes), or 49408 for CLIP's byte-pair-encoding tokenizer that ships inside the open_clip package
+    (:py:class:`common.transforms.OpenCLIPTokenizer`). A small table matters for training speed, not only size:
+    Adam keeps two moments per row and updates every row at every step (a row without a token in the batch still
+    moves while its moments are non-zero), so a 49,408 x 768 table costs a full-table update per step. The table is
+    ``torch.nn.Embedding``
     (initialised from N(0, 1), PyTorch's default) with ``padding_idx=pad_id``: the padding row is zero and receives
     no gradient. Note that id 0, the padding id of open_clip's tokenizer, is also the id of the token ``"!"`` in
     CLIP's vocabulary (open_clip pads with 0), so with ``pad_id=0`` an exclamation mark is embedded as padding.
@@ -45,9 +50,9 @@ class TokenEmbedding(nn.Module):
 
     Examples::
 
-        embed = TokenEmbedding(vocab_size=49408, dim=768)
-        ids = OpenCLIPTokenizer(context_length=10)(["Unilateral pulmonary infection."]).ids  # (1, 10)
-        vectors = embed(ids)  # (1, 10, 768)
+        tokenizer = WordVocabTokenizer.from_texts(training_notes)  # <pad> = 0, <unk> = 1, then the words
+        embed = TokenEmbedding(vocab_size=tokenizer.vocab_size, dim=768, pad_id=tokenizer.pad_id)
+        vectors = embed(tokenizer(["Unilateral pulmonary infection."]).ids)  # (1, context_length, 768)
     """
 
     def __init__(self, vocab_size: int, dim: int = 768, pad_id: int | None = 0) -> None:

@@ -17,10 +17,26 @@ __all__ = [
     "TextTokenizer",
     "TokenizeTextd",
     "TokenizerOutput",
+    "WordVocabTokenizer",
+    "build_text_tokenizer",
     "get_source_name",
+    "load_text_tokenizer",
+    "longest_token_count",
+    "split_words",
 ]
 
 from common.transforms.checks import CheckSameSpatialShaped, get_source_name
 from common.transforms.mask import BinarizeMask, BinarizeMaskd
-from common.transforms.text import HFTokenizer, OpenCLIPTokenizer, TextTokenizer, TokenizeTextd, TokenizerOutput
+from common.transforms.text import (
+    HFTokenizer,
+    OpenCLIPTokenizer,
+    TextTokenizer,
+    TokenizerOutput,
+    TokenizeTextd,
+    WordVocabTokenizer,
+    build_text_tokenizer,
+    load_text_tokenizer,
+    longest_token_count,
+    split_words,
+)
 from common.transforms.text_embedding import HFTextEmbedd

@@ -12,6 +12,12 @@ Token budgets matter: real QaTa-COV19 sentences are about 15-25 CLIP BPE tokens 
 /work/shared/fixtures/qata_text_sample they are 15-22 tokens, 4 of them above 20). A 20-token limit such as
 CausalCLIPSeg's therefore truncates some sentences, and CRIS's ``word_len=17`` truncates most; the laterality and
 location words at the end of the sentence are the ones lost. Truncation is therefore never silent here.
+
+For a trainable embedding table without pretrained weights (LViT's offline default), :py:class:`WordVocabTokenizer`
+draws a word-level vocabulary of a few dozen tokens from the training notes. :func:`build_text_tokenizer` builds any
+of the tokenizers with its token count taken from the longest training note, and writes what evaluation, inference
+and export need to rebuild it (vocabulary and count) to a JSON file beside the model; :func:`load_text_tokenizer`
+reads that file back.
 """
 
 from __future__ import annotations
@@ -23,11 +29,24 @@ __all__ = [
     "OpenCLIPTokenizer",
     "HFTokenizer",
     "TokenizeTextd",
+    "WordVocabTokenizer",
+    "split_words",
+    "longest_token_count",
+    "build_text_tokenizer",
+    "load_text_tokenizer",
+    "save_tokenizer_config",
+    "PAD_TOKEN",
+    "UNK_TOKEN",
+    "TOKENIZER_KINDS",
 ]
 
+import json
 import logging
 import os
+import re
+import tempfile
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -89,6 +108,22 @@ class TextTokenizer(ABC):
         Tokenize ``texts`` into a :py:class:`TokenizerOutput` of ``len(texts)`` rows (one row for a single string).
         """
 
+    def _pack(self, rows: Sequence[Sequence[int]], lengths: Sequence[int]) -> TokenizerOutput:
+        """
+        Pad (with ``pad_id``) token-id rows that already fit ``context_length`` into a :py:class:`TokenizerOutput`.
+
+        Args:
+            rows: one list of token ids per text, each at most ``context_length`` long (truncated by the caller,
+                which knows what a truncated row must end with).
+            lengths: the number of tokens each text needs before truncation.
+        """
+        ids = torch.full((len(rows), self.context_length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), self.context_length), dtype=torch.long)
+        for row, tokens in enumerate(rows):
+            ids[row, : len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
+            mask[row, : len(tokens)] = 1
+        return TokenizerOutput(ids, mask, torch.tensor(list(lengths), dtype=torch.long))
+
 
 class OpenCLIPTokenizer(TextTokenizer):
     """
@@ -146,17 +181,12 @@ class OpenCLIPTokenizer(TextTokenizer):
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         size = self.context_length
-        ids = torch.full((len(texts), size), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(texts), size), dtype=torch.long)
-        lengths = torch.zeros(len(texts), dtype=torch.long)
-        for row, text in enumerate(texts):
+        rows, lengths = [], []
+        for text in texts:
             tokens = [self.sot_id, *self._tokenizer.encode(text), self.eot_id]
-            lengths[row] = len(tokens)
-            if len(tokens) > size:
-                tokens = tokens[: size - 1] + [self.eot_id]
-            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            mask[row, : len(tokens)] = 1
-        return TokenizerOutput(ids, mask, lengths)
+            lengths.append(len(tokens))
+            rows.append(tokens if len(tokens) <= size else tokens[: size - 1] + [self.eot_id])
+        return self._pack(rows, lengths)
 
 
 class HFTokenizer(TextTokenizer):
@@ -394,3 +424,358 @@ class TokenizeTextd(TruncationReportMixin, MapTransform):
         )
         fix = "raise the limit, shorten the text, or set on_truncate='warn'."
         self._count_truncation(text, message, fix, "it was truncated", logger)
+
+
+# special tokens of the word-level vocabulary, at fixed ids
+PAD_TOKEN = "<pad>"
+UNK_TOKEN = "<unk>"
+_WORD_PATTERN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+TOKENIZER_FILE_FORMAT = 1
+TOKENIZER_KINDS = ("words", "clip_bpe", "hf")
+
+
+def split_words(text: str) -> list[str]:
+    """
+    The word-level tokens of a text: lower-cased runs of letters and digits, and every other non-space character
+    (punctuation) as a token of its own. ``"One small,irregular-shaped polyp."`` gives
+    ``['one', 'small', ',', 'irregular', '-', 'shaped', 'polyp', '.']``.
+
+    Punctuation counts as a token as in the LViT reference's gluonnlp BERT word vectors
+    (/work/shared/reference/method_notes.md section 1.2). Unicode letters outside ``a-z`` (after lower-casing) are
+    single-character tokens.
+
+    Args:
+        text: the text.
+
+    Returns:
+        the tokens, in order.
+    """
+    return _WORD_PATTERN.findall(text.lower())
+
+
+class WordVocabTokenizer(TextTokenizer):
+    """
+    A word-level tokenizer over a vocabulary drawn from the training notes: ``<pad>`` (id 0), ``<unk>`` (id 1), then
+    every word of the notes (:func:`split_words`), sorted, so the vocabulary depends only on the SET of notes, not
+    their order. No start/end tokens: LViT's text path reads token positions only (its CTBN block, eq. 3, maps the
+    ``num_tokens`` positions to the patches), and the paper's BERT word vectors drop [CLS]/[SEP]
+    (method_notes.md section 1.2).
+
+    Why: the notes of a text-guided segmentation data set use a few dozen words (the QaTa-COV19 template of
+    /work/shared/fixtures/qata_text_sample has 21 distinct words and punctuation marks in 111 notes, our synthetic
+    chest X-ray notes 21 too, all MAdapter polyp CSVs 30), so a
+    trainable embedding table over this vocabulary has a few dozen rows instead of CLIP's 49,408, each row is seen
+    in many notes, and the optimizer updates a tiny table (Adam's update of the whole 49,408 x 768 table costs about
+    11 % of LViT's training step, issue 11). A sentence is also shorter in words than in BPE pieces ("unilateral" is
+    two CLIP BPE tokens).
+
+    A word absent from the vocabulary (a typo, a new location word at inference) becomes ``<unk>``: never silently,
+    each distinct unknown word is logged once as a warning (``logging.getLogger("common.transforms.text")``) and
+    ``unknown_words`` counts every occurrence. With DataLoader worker processes each worker keeps its own counts.
+
+    The vocabulary and the token count travel with the trained model: :meth:`save` writes them to a JSON file
+    (``models/text_tokenizer.json`` in the LViT bundle) and :func:`load_text_tokenizer` reads it back.
+
+    Args:
+        tokens: the vocabulary, id -> token: ``tokens[0]`` must be ``"<pad>"``, ``tokens[1]`` ``"<unk>"``, all
+            distinct and non-empty.
+        context_length: tokens per text (L), >= 1. Longer texts keep their first ``context_length`` tokens; the
+            returned ``lengths`` report the need (see :py:class:`TokenizeTextd`).
+        warn_unknown: log each distinct unknown word once. Defaults to ``True``.
+
+    Raises:
+        ValueError: when ``context_length < 1`` or ``tokens`` is malformed (the message says what is wrong).
+
+    Examples::
+
+        tokenizer = WordVocabTokenizer.from_texts(["Unilateral pulmonary infection, one infected area, lower left lung."])
+        tokenizer.context_length  # 12: the longest note, in word tokens
+        ids, mask, lengths = tokenizer(["Unilateral pulmonary infection, one infected area, upper left lung."])
+        tokenizer.unknown_words  # Counter({'upper': 1})
+    """
+
+    def __init__(self, tokens: Sequence[str], context_length: int, warn_unknown: bool = True) -> None:
+        tokens = list(tokens)
+        if int(context_length) != context_length or context_length < 1:
+            raise ValueError(f"context_length must be a positive integer, got {context_length!r}.")
+        if len(tokens) < 2 or tokens[0] != PAD_TOKEN or tokens[1] != UNK_TOKEN:
+            raise ValueError(f"tokens must start with {PAD_TOKEN!r} (id 0) and {UNK_TOKEN!r} (id 1), got {tokens[:2]}.")
+        bad = [t for t in tokens if not isinstance(t, str) or not t]
+        if bad:
+            raise ValueError(f"tokens must be non-empty strings, got {bad[:5]}.")
+        if len(set(tokens)) != len(tokens):
+            duplicates = sorted({t for t in tokens if tokens.count(t) > 1})
+            raise ValueError(f"tokens must be distinct, got duplicates {duplicates[:5]}.")
+        self.tokens = tokens
+        self.index = {t: i for i, t in enumerate(tokens)}
+        self.context_length = int(context_length)
+        self.vocab_size = len(tokens)
+        self.pad_id = 0
+        self.unk_id = 1
+        self.warn_unknown = bool(warn_unknown)
+        self.unknown_words: Counter[str] = Counter()
+
+    @classmethod
+    def from_texts(
+        cls, texts: Sequence[str], context_length: int | None = None, min_count: int = 1, warn_unknown: bool = True
+    ) -> WordVocabTokenizer:
+        """
+        Build the vocabulary from ``texts`` (the training notes).
+
+        Args:
+            texts: the notes, at least one non-empty string; duplicates and order do not change the result.
+            context_length: tokens per text; ``None`` or ``0`` (default) take the longest note of ``texts`` in
+                word tokens, so that no training note is truncated.
+            min_count: keep a word only when at least this many distinct notes contain it (others become
+                ``<unk>``). Defaults to 1 (every word).
+            warn_unknown: see the class.
+
+        Returns:
+            the tokenizer.
+
+        Raises:
+            ValueError: when ``texts`` holds no non-empty string, a text is not a string, or ``min_count < 1``.
+        """
+        if min_count < 1:
+            raise ValueError(f"min_count must be at least 1, got {min_count}.")
+        notes = _distinct_notes(texts)
+        counts: Counter[str] = Counter()
+        for note in notes:
+            counts.update(set(split_words(note)))
+        words = sorted(w for w, c in counts.items() if c >= min_count and w not in (PAD_TOKEN, UNK_TOKEN))
+        if not context_length:
+            context_length = max(len(split_words(note)) for note in notes)
+        return cls([PAD_TOKEN, UNK_TOKEN, *words], context_length, warn_unknown)
+
+    def __call__(self, texts: str | Sequence[str]) -> TokenizerOutput:
+        """
+        Args:
+            texts: one string or a sequence of strings.
+
+        Returns:
+            a :py:class:`TokenizerOutput`; ``lengths`` counts the word tokens before truncation.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        rows, lengths = [], []
+        for text in texts:
+            words = split_words(text)
+            lengths.append(len(words))
+            row_ids = []
+            for word in words:
+                token = self.index.get(word)
+                if token is None:
+                    self._count_unknown(word, text)
+                    token = self.unk_id
+                row_ids.append(token)
+            rows.append(row_ids[: self.context_length])
+        return self._pack(rows, lengths)
+
+    def _count_unknown(self, word: str, text: str) -> None:
+        first = word not in self.unknown_words
+        self.unknown_words[word] += 1
+        if first and self.warn_unknown:
+            logger.warning(
+                "word %r is not in the vocabulary of the training notes (%d words); it is embedded as %s "
+                "(reported once per distinct word): %r",
+                word,
+                self.vocab_size - 2,
+                UNK_TOKEN,
+                text,
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-serialisable description :func:`load_text_tokenizer` reads."""
+        return {
+            "format": TOKENIZER_FILE_FORMAT,
+            "kind": "words",
+            "context_length": self.context_length,
+            "tokens": list(self.tokens),
+        }
+
+    def save(self, path: str | os.PathLike) -> str:
+        """
+        Write the vocabulary and the token count to a JSON file (atomically: a temporary file then a rename).
+
+        Args:
+            path: the file to write; its folder is created.
+
+        Returns:
+            ``path`` as a string.
+        """
+        return save_tokenizer_config(self.to_dict(), path)
+
+
+def _distinct_notes(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError("texts must be a sequence of notes, got a single string.")
+    bad = [t for t in texts if not isinstance(t, str)]
+    if bad:
+        raise ValueError(f"every note must be a string, got {type(bad[0]).__name__}: {bad[0]!r}.")
+    notes = sorted({t for t in texts if t.strip()})
+    if not notes:
+        raise ValueError("no non-empty note to build the text vocabulary or token count from.")
+    return notes
+
+
+def save_tokenizer_config(config: Mapping[str, Any], path: str | os.PathLike) -> str:
+    """
+    Write a tokenizer description (``{"format", "kind", "context_length", ...}``) to a JSON file atomically.
+
+    Args:
+        config: the description, e.g. :meth:`WordVocabTokenizer.to_dict`.
+        path: the file; its folder is created.
+
+    Returns:
+        ``path`` as a string.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".text_tokenizer_", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(dict(config), f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def longest_token_count(tokenizer: TextTokenizer, texts: Sequence[str]) -> int:
+    """
+    The number of tokens the longest of ``texts`` needs with ``tokenizer`` (its ``lengths``, special tokens
+    included), i.e. the smallest ``context_length`` that truncates none of them.
+
+    Args:
+        tokenizer: a :py:class:`TextTokenizer`.
+        texts: the notes (at least one non-empty string).
+
+    Returns:
+        the count, >= 1.
+
+    Raises:
+        ValueError: when ``texts`` holds no non-empty string or a text is not a string.
+    """
+    return max(1, int(tokenizer(_distinct_notes(texts)).lengths.max()))
+
+
+def build_text_tokenizer(
+    kind: str,
+    texts: Sequence[str],
+    num_tokens: int = 0,
+    save_path: str | os.PathLike | None = None,
+    hf_path: str | os.PathLike | None = None,
+    min_count: int = 1,
+) -> TextTokenizer:
+    """
+    Build the tokenizer a training run uses, with its token count taken from the training notes when
+    ``num_tokens`` is 0, and save its description beside the model so that evaluation, inference and export use the
+    same vocabulary and count (:func:`load_text_tokenizer`).
+
+    Args:
+        kind: ``"words"`` (a :py:class:`WordVocabTokenizer` over the words of ``texts``), ``"clip_bpe"`` (open_clip's
+            BPE, :py:class:`OpenCLIPTokenizer`, 49,408 ids, start/end tokens counted) or ``"hf"`` (the word pieces
+            of the Hugging Face tokenizer in ``hf_path`` without [CLS]/[SEP], as :py:class:`HFTextEmbedd` embeds
+            them; used for the count only).
+        texts: the training notes.
+        num_tokens: tokens per text; ``0`` (default) takes the longest note of ``texts``, so no training note is
+            truncated. A positive value is used as given (e.g. the LViT paper's 10).
+        save_path: JSON file to write the description to (``None``: do not write).
+        hf_path: the local Hugging Face model folder, for ``kind="hf"``.
+        min_count: see :py:meth:`WordVocabTokenizer.from_texts` (``kind="words"`` only).
+
+    Returns:
+        the tokenizer; its ``context_length`` is the token count.
+
+    Raises:
+        ValueError: for an unknown ``kind``, a negative ``num_tokens``, ``kind="hf"`` without ``hf_path``, or
+            notes as in :py:meth:`WordVocabTokenizer.from_texts`.
+    """
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"unknown text tokenizer kind {kind!r} (text_vocabulary): expected one of {TOKENIZER_KINDS}.")
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
+        raise ValueError(f"num_tokens must be 0 (from the training notes) or a positive integer, got {num_tokens!r}.")
+    num_tokens = int(num_tokens)
+    tokenizer: TextTokenizer
+    if kind == "words":
+        tokenizer = WordVocabTokenizer.from_texts(texts, context_length=num_tokens or None, min_count=min_count)
+        config = tokenizer.to_dict()
+    else:
+        if kind == "clip_bpe":
+            make = OpenCLIPTokenizer
+        else:
+            if not hf_path:
+                raise ValueError("kind='hf' needs hf_path, the local Hugging Face model folder (text_encoder_path).")
+            hf_path = os.fspath(hf_path)
+
+            def make(context_length: int) -> TextTokenizer:
+                return HFTokenizer(hf_path, max_length=context_length, add_special_tokens=False)
+
+        if not num_tokens:
+            num_tokens = longest_token_count(make(512), texts)
+        tokenizer = make(num_tokens)
+        config = {"format": TOKENIZER_FILE_FORMAT, "kind": kind, "context_length": num_tokens}
+        if kind == "hf":
+            config["model_path"] = hf_path
+    if save_path is not None:
+        save_tokenizer_config(config, save_path)
+        logger.info(
+            "text tokenizer (%s, %d tokens, %d ids) saved to %s",
+            kind,
+            tokenizer.context_length,
+            tokenizer.vocab_size,
+            save_path,
+        )
+    return tokenizer
+
+
+def load_text_tokenizer(path: str | os.PathLike, hf_path: str | os.PathLike | None = None) -> TextTokenizer:
+    """
+    Load the tokenizer a model was trained with from the JSON file :func:`build_text_tokenizer` wrote.
+
+    Args:
+        path: the file (``models/text_tokenizer.json`` beside ``models/model.pt`` in the LViT bundle).
+        hf_path: for ``kind="hf"``, the Hugging Face model folder to use instead of the recorded one (e.g. the
+            same model moved to another machine). Defaults to ``None``: the recorded ``model_path``.
+
+    Returns:
+        a :py:class:`WordVocabTokenizer`, :py:class:`OpenCLIPTokenizer` or :py:class:`HFTokenizer` with the saved
+        ``context_length``.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist (the message says that training writes it).
+        ValueError: when the file is not valid JSON or not a tokenizer description (the message names the file).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"text tokenizer file not found: {path}. Training writes it beside models/model.pt (the vocabulary and the "
+            "token count the model was trained with); copy it together with model.pt."
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid JSON text tokenizer file ({e}).") from e
+    if not isinstance(config, dict) or config.get("format") != TOKENIZER_FILE_FORMAT:
+        raise ValueError(f"{path}: not a text tokenizer file of format {TOKENIZER_FILE_FORMAT} (no 'format': 1).")
+    kind = config.get("kind")
+    length = config.get("context_length")
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"{path}: 'kind' must be one of {TOKENIZER_KINDS}, got {kind!r}.")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ValueError(f"{path}: 'context_length' must be a positive integer, got {length!r}.")
+    try:
+        if kind == "words":
+            return WordVocabTokenizer(config.get("tokens") or [], length)
+        if kind == "clip_bpe":
+            return OpenCLIPTokenizer(context_length=length)
+        model_path = hf_path or config.get("model_path")
+        if not model_path:
+            raise ValueError("no 'model_path' recorded and no hf_path given")
+        return HFTokenizer(model_path, max_length=length, add_special_tokens=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
