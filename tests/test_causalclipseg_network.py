@@ -11,6 +11,7 @@ an embedding averaged over the tokens), so these tests do not depend on open_cli
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Tuple
 
@@ -209,6 +210,10 @@ def test_gradient_reversal_forward_identity_backward_minus_lambda():
     for bad in (-0.1, "0.05", True):
         with pytest.raises(ValueError, match="lambd must be a number >= 0"):
             GradientReversal(bad)
+    # default: a pure sign flip (the loss carries the paper's lambda)
+    x.grad = None
+    GradientReversal().train()(x).backward(upstream)
+    torch.testing.assert_close(x.grad, -upstream)
 
 
 # ---------------------------------------------------------------- network
@@ -236,8 +241,8 @@ def test_network_follows_eq2_shared_fusion_and_two_decoders():
     torch.testing.assert_close(f5, model.upsample5(v5))
     assert f3.shape[1:] == (8, 2, 4) and f4.shape[1:] == (16, 2, 4) and f5.shape[1:] == (12, 2, 4)
     masks = [m(f) for m, f in zip(model.maskers, (f3, f4, f5))]
-    causal = model.fusion(torch.cat([m * f for m, f in zip(masks, (f3, f4, f5))], 1))
-    confounding = model.fusion(torch.cat([(1 - m) * f for m, f in zip(masks, (f3, f4, f5))], 1))
+    causal = model.fusion(torch.cat([m * f for m, f in zip(masks, (f3, f4, f5))], 1), 0)
+    confounding = model.fusion(torch.cat([(1 - m) * f for m, f in zip(masks, (f3, f4, f5))], 1), 1)
     tau = model.text_encoder(text)
     torch.testing.assert_close(out[:, :1], model.decoder_c(causal, tau))
     torch.testing.assert_close(out[:, 1:], model.decoder_s(confounding, tau))
@@ -246,7 +251,7 @@ def test_network_follows_eq2_shared_fusion_and_two_decoders():
     model.eval()
     with torch.no_grad():
         f = model.multi_scale_features(image)
-        causal = model.fusion(torch.cat([mk(x) * x for mk, x in zip(model.maskers, f)], 1))
+        causal = model.fusion(torch.cat([mk(x) * x for mk, x in zip(model.maskers, f)], 1), 0)
         torch.testing.assert_close(model(image, text), model.decoder_c(causal, tau))
 
 
@@ -256,14 +261,16 @@ def test_gradient_reversal_sits_between_confounding_features_and_d_s():
     fusion_weight = model.fusion.conv.weight
     # reference gradients without reversal: L_s of D_s on the hand-computed confounding features
     f = model.multi_scale_features(image)
-    confounding = model.fusion(torch.cat([(1 - mk(x)) * x for mk, x in zip(model.maskers, f)], 1))
+    confounding = model.fusion(torch.cat([(1 - mk(x)) * x for mk, x in zip(model.maskers, f)], 1), 1)
     model.decoder_s(confounding, model.text_encoder(text)).sum().backward()
     plain_fusion = fusion_weight.grad.clone()
     plain_decoder = model.decoder_s.text.weight.grad.clone()
+    plain_text = model.text_encoder.proj.weight.grad.clone()
     model.zero_grad()
     model(image, text)[:, 1].sum().backward()
     torch.testing.assert_close(model.decoder_s.text.weight.grad, plain_decoder)  # D_s itself: not reversed
     torch.testing.assert_close(fusion_weight.grad, -LAM * plain_fusion)  # upstream of the GRL: -lambda * grad
+    torch.testing.assert_close(model.text_encoder.proj.weight.grad, -LAM * plain_text)  # the sentence feature too
     assert model.grl.lambd == LAM
 
 
@@ -350,3 +357,200 @@ def test_clear_errors():
     bad_text = CausalCLIPSeg(StandInImageEncoder(), StandInTextEncoder(7), fpn_in=FPN_IN, text_dim=TEXT_DIM)
     with pytest.raises(ValueError, match=r"text_encoder must return \(B=1, text_dim=10\)"):
         bad_text.eval()(torch.rand(1, 3, 32, 32), ids(1))
+
+
+# ---------------------------------------------------------------- eq. 3 gradients on the real encoders
+
+
+def _tiny_clip_network(lam_grl: float = 1.0) -> CausalCLIPSeg:
+    from pathlib import Path
+
+    from common.networks import CLIPImageEncoder, CLIPTextEncoder, load_clip
+
+    config = Path(__file__).parent / "fixtures" / "tiny_clip_rn.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clip = load_clip(config, allow_random_init=True)
+    image_encoder = CLIPImageEncoder(clip.visual)
+    return CausalCLIPSeg(
+        image_encoder,
+        CLIPTextEncoder(clip, context_length=TOKENS),
+        fpn_in=image_encoder.out_channels,
+        fpn_out=8,
+        decoder_channels=4,
+        grl_lambda=lam_grl,
+    )
+
+
+def test_every_parameter_group_gets_the_gradient_of_eq3():
+    """Per group, the gradient of the returned ``L_c + lam L_s`` through the reversals equals eq. 3's: upstream of
+    D_s (image encoder, text encoder, CARAFE / projection, maskers, fusion) ``dL_c - lam dL_s``, D_c ``dL_c``,
+    D_s ``+lam dL_s``; the reference gradients come from separate backward passes of L_c and L_s without reversal."""
+    from common.losses import CausalMinMaxLoss
+
+    model = _tiny_clip_network().train()
+    image = torch.randn(2, 3, 64, 64)
+    text = torch.randint(1, 49406, (2, TOKENS))
+    text[:, -1] = 49407  # end-of-text token: the row the CLIP text encoder reads
+    label = (torch.rand(2, 1, 64, 64) > 0.7).float()
+    loss = CausalMinMaxLoss(lam=LAM)
+    names = [n for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+
+    got = torch.autograd.grad(loss(model(image, text), label), params, allow_unused=True)
+    reversal = model.grl
+    model.grl = nn.Identity()  # the same network without the reversals: ordinary gradients of L_c and L_s
+    out = model(image, text)
+    model.grl = reversal
+    d_c = torch.autograd.grad(loss(out[:, :1], label), params, retain_graph=True, allow_unused=True)
+    d_s = torch.autograd.grad(loss(out[:, 1:], label), params, allow_unused=True)
+
+    checks = {}  # group -> [(name, got, expected)]
+    reversed_share = {}
+    for name, g, gc, gs in zip(names, got, d_c, d_s):
+        group = name.split(".")[0]
+        gc = torch.zeros_like(g) if gc is None else gc
+        gs = torch.zeros_like(g) if gs is None else gs
+        if group == "decoder_c":
+            assert not gs.any(), name
+            expected = gc
+        elif group == "decoder_s":
+            assert not gc.any(), name
+            expected = LAM * gs
+        else:
+            expected = gc - LAM * gs
+            reversed_share[group] = reversed_share.get(group, 0.0) + float((LAM * gs).abs().sum())
+        checks.setdefault(group, []).append((name, g, expected))
+    groups = ["image_encoder", "text_encoder", "project4", "upsample5", "maskers", "fusion", "decoder_c", "decoder_s"]
+    assert sorted(checks) == sorted(groups)
+    for group, items in checks.items():
+        # tolerance relative to the group's largest gradient (some entries, e.g. the attention key biases, are 0 in
+        # exact arithmetic and only rounding noise here)
+        scale = max(float(expected.abs().max()) for _, _, expected in items)
+        for name, g, expected in items:
+            torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-5 * scale, msg=lambda m: f"{name}: {m}")
+    # the reversed part is really there in every upstream group (else the check above could not tell the signs apart)
+    assert all(v > 1e-6 for v in reversed_share.values()), reversed_share
+    text_gs = [gs for n, gs in zip(names, d_s) if n.startswith("text_encoder.") and gs is not None]
+    assert sum(float(gs.abs().sum()) for gs in text_gs) > 0  # L_s reaches the text encoder through D_s
+
+
+# ---------------------------------------------------------------- fusion BatchNorm statistics per branch
+
+
+def test_branch_batchnorm_equals_one_batchnorm_per_branch():
+    from common.networks.causal_modules import BranchBatchNorm2d
+
+    norm = BranchBatchNorm2d(3, num_branches=2, momentum=0.3)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.5, 0.5, 2.0]))
+        norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    references = [nn.BatchNorm2d(3, momentum=0.3) for _ in range(2)]
+    for ref in references:
+        ref.load_state_dict({"weight": norm.weight.detach(), "bias": norm.bias.detach()}, strict=False)
+    x = [torch.randn(4, 3, 5, 5) * 2 + 1, torch.randn(4, 3, 5, 5) * 0.5 - 3]
+    for _ in range(2):
+        for branch in (0, 1):
+            torch.testing.assert_close(norm(x[branch], branch), references[branch](x[branch]))
+    for branch in (0, 1):
+        torch.testing.assert_close(norm.running_mean[branch], references[branch].running_mean)
+        torch.testing.assert_close(norm.running_var[branch], references[branch].running_var)
+        assert int(norm.num_batches_tracked[branch]) == 2
+    norm.eval()
+    for ref in references:
+        ref.eval()
+    for branch in (0, 1):
+        torch.testing.assert_close(norm(x[1 - branch], branch), references[branch](x[1 - branch]))
+    with pytest.raises(ValueError, match=r"branch must be in \[0, 1\], got 2"):
+        norm(x[0], 2)
+
+
+def test_fusion_statistics_are_kept_per_branch_in_the_network():
+    """Training updates the causal statistics (branch 0) with the causal features only and the confounding ones
+    (branch 1) with the confounding features only; evaluation normalises the causal features with branch 0."""
+    image, text = torch.rand(4, 3, 32, 32), ids(4)
+    torch.manual_seed(0)
+    model = tiny().train()
+    torch.manual_seed(0)
+    check = tiny().train()  # same weights: computes the fusion inputs by hand
+    with torch.no_grad():
+        f = check.multi_scale_features(image)
+        masks = [mk(x) for mk, x in zip(check.maskers, f)]
+        causal = check.fusion.conv(torch.cat([m * x for m, x in zip(masks, f)], 1))
+        confounding = check.fusion.conv(torch.cat([(1 - m) * x for m, x in zip(masks, f)], 1))
+        model(image, text)  # one training step's forward: statistics move from their initial values (0, 1)
+    momentum = model.fusion.norm.momentum
+    stats = model.fusion.norm
+    n = causal.numel() / causal.shape[1]
+    for branch, feats in ((0, causal), (1, confounding)):
+        mean = feats.mean((0, 2, 3))
+        var = feats.var((0, 2, 3), unbiased=False) * n / (n - 1)
+        torch.testing.assert_close(stats.running_mean[branch], momentum * mean)
+        torch.testing.assert_close(stats.running_var[branch], (1 - momentum) + momentum * var)
+    assert not torch.allclose(stats.running_mean[0], stats.running_mean[1])
+    # evaluation: D_c sees the causal features normalised with the causal statistics only
+    model.eval()
+    with torch.no_grad():
+        f = model.multi_scale_features(image)  # evaluation mode: the maskers' BatchNorms use running statistics too
+        causal = model.fusion.conv(torch.cat([mk(x) * x for mk, x in zip(model.maskers, f)], 1))
+        expected = model.decoder_c(
+            F.relu(
+                F.batch_norm(
+                    causal, stats.running_mean[0], stats.running_var[0], stats.weight, stats.bias, False, 0.0, stats.eps
+                )
+            ),
+            model.text_encoder(text),
+        )
+        torch.testing.assert_close(model(image, text), expected)
+    assert tiny(causal=False).fusion.norm.num_branches == 1
+
+
+# ---------------------------------------------------------------- literal eq. 3 vs the reversal, lambda 0.05, Adam
+
+
+def _adam_game(literal: bool, steps: int = 60, lr: float = 1e-3):
+    """Train the network (stand-in encoders) with Adam at lambda = 0.05 (section 3.2) on one fixed batch.
+
+    ``literal``: no reversal, ``L_c - lam L_s`` minimised over every parameter (eq. 3 as written); otherwise the
+    project's reversal and :class:`CausalMinMaxLoss`. Returns ``H(p)`` and the (L_c, L_s) history."""
+    from common.losses import CausalMinMaxLoss
+
+    torch.manual_seed(0)
+    model = tiny(grl_lambda=1.0).train()
+    g = torch.Generator().manual_seed(0)
+    image, text = torch.rand(4, 3, 32, 32, generator=g), torch.randint(0, VOCAB, (4, TOKENS), generator=g)
+    label = torch.zeros(4, 1, 32, 32)
+    label[:, :, 8:20, 6:18] = 1
+    loss = CausalMinMaxLoss(lam=LAM)
+    if literal:
+        model.grl = nn.Identity()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        out = model(image, text)
+        value = loss(out[:, :1], label) - LAM * loss(out[:, 1:], label) if literal else loss(out, label)
+        loss(out.detach(), label)  # the logged terms
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        history.append((loss.last_terms["c"], loss.last_terms["s"]))
+    p = float(label.mean())
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p)), history
+
+
+def test_reversal_keeps_l_s_bounded_where_literal_eq3_runs_away_with_adam():
+    """At the paper's lambda = 0.05 with Adam, minimising eq. 3 literally lets D_s drive L_s up without bound (Adam's
+    step does not shrink with lambda), while the project's reversal + loss keep L_s bounded and L_c falls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: thread hand-offs would dominate on a busy machine
+    try:
+        h, literal = _adam_game(literal=True)
+        _, game = _adam_game(literal=False)
+    finally:
+        torch.set_num_threads(threads)
+    l_s = [s for _, s in literal]
+    assert l_s[-1] > 10 * max(l_s[0], h), (l_s[0], l_s[-1])
+    assert l_s[-1] > l_s[44] > l_s[29] > l_s[14]  # still growing
+    l_c, l_s = [c for c, _ in game], [s for _, s in game]
+    assert max(l_s) <= max(l_s[0], h) + 0.1, (max(l_s), l_s[0], h)
+    assert l_c[-1] < 0.2 * l_c[0]

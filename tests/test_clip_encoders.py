@@ -144,6 +144,26 @@ def test_no_weights_needs_allow_random_init(files, caplog):
     assert "NOT pretrained" in caplog.text
 
 
+def test_build_clip_matches_load_clip_without_reading_weights(files, caplog):
+    """The weight-less build of evaluation/inference: load_clip's architecture, quick_gelu as asked, no warning."""
+    from open_clip.transformer import QuickGELU
+
+    from common.networks import build_clip
+
+    loaded = load_clip(files["config"], weights=files["weights"], context_length=20, quick_gelu=True)
+    with caplog.at_level(logging.INFO, logger="common.networks.clip_encoders"):
+        built = build_clip(files["config"], context_length=20, quick_gelu=True)
+    assert "NOT pretrained" not in caplog.text and "built without weights" in caplog.text
+    shapes = {k: v.shape for k, v in built.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in loaded.state_dict().items()}
+    assert built.context_length == 20 and built.attn_mask.shape == (20, 20)
+    assert any(isinstance(m, QuickGELU) for m in built.modules())
+    assert not any(isinstance(m, QuickGELU) for m in build_clip(files["config"], quick_gelu=False).modules())
+    built.load_state_dict(loaded.state_dict())  # a checkpoint of the loaded model fits exactly
+    with pytest.raises(ValueError, match=r"context_length must be in \[1, 77\]"):
+        build_clip(files["config"], context_length=78)
+
+
 def test_model_name_resolution(files, tmp_path):
     from common.networks.clip_encoders import _model_config
 

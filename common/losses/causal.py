@@ -21,6 +21,8 @@ from torch import nn
 
 __all__ = ["CausalMinMaxLoss"]
 
+_DICE_EPS = 1e-5  # smoothing of the optional Dice term, monai.losses.DiceLoss's smooth_nr = smooth_dr
+
 
 class CausalMinMaxLoss(nn.Module):
     """
@@ -44,10 +46,16 @@ class CausalMinMaxLoss(nn.Module):
     a linear last layer on fixed features, linearly in the number of SGD steps); the ``-lambda * L_s`` term then
     dominates the total, and what the masker receives is the gradient of a D_s that is being made worse on
     purpose, not a signal about what F^s encodes.
-    ``tests/test_causal_loss.py`` shows this run-away on a toy model.
+    Adam (the paper's optimiser) does not slow this down at a small lambda: its step is about the learning rate
+    whatever the gradient's scale. Measured on the project's network (stand-in encoders) at the paper's
+    lambda = 0.05 with Adam (``tests/test_causalclipseg_network.py``,
+    ``test_reversal_keeps_l_s_bounded_where_literal_eq3_runs_away_with_adam``): L_s rises from 0.89 to 10 in 50
+    steps and to 976 in 200 at lr 1e-3, and from 0.89 to 1.59 in 200 steps, still rising, at the paper's 3e-5;
+    with the reversal it stays at or below its initial value.
 
     **What is optimised instead (gradient reversal, Ganin & Lempitsky, ICML 2015).** The network puts a gradient
-    reversal between F^s and D_s (identity forward, gradient times -1 backward) and this module returns::
+    reversal on both inputs of D_s, F^s and the sentence feature tau (identity forward, gradient times -1
+    backward), and this module returns::
 
         returned = L_c + lambda * L_s
 
@@ -55,8 +63,9 @@ class CausalMinMaxLoss(nn.Module):
 
     - D_c: ``dL_c`` (minimises L_c, as eq. 3);
     - D_s: ``+lambda * dL_s`` (MINIMISES L_s: D_s is the best predictor of Y it can make from F^s);
-    - everything upstream of the reversal that F^s depends on (masker, shared fusion convolution, encoders):
-      ``dL_c - lambda * dL_s`` (descends L_c, ASCENDS L_s), exactly the gradient of eq. 3 for these parameters.
+    - everything upstream of the reversals (maskers, shared fusion, image encoder through F^s, text encoder
+      through tau): ``dL_c - lambda * dL_s`` (descends L_c, ASCENDS L_s), exactly the gradient of eq. 3 for these
+      parameters.
 
     Only D_s's direction differs from eq. 3: eq. 3's "maximise L_s" is read as ``max over the feature extractor
     and masker of min over D_s``, the usual adversarial game. **Coefficient of the reversal:** the lambda is in the
@@ -97,15 +106,27 @@ class CausalMinMaxLoss(nn.Module):
     and the loss is the plain BCE ``L_c``; ``last_terms`` = ``{"c": L_c, "objective": L_c}`` (no ``"s"``: there
     is no D_s).
 
+    **Optional Dice term (not in the paper).** With ``dice_weight = w > 0`` every branch loss becomes
+    ``l(z, Y) = BCE(z, Y) + w * (1 - Dice(sigmoid(z), Y))``, per image, with the soft Dice
+    ``(2 sum(p Y) + eps) / (sum(p) + sum(Y) + eps)``, ``eps = 1e-5`` (``monai.losses.DiceLoss``'s smoothing), and
+    ``L_c``, ``L_s`` are this loss of D_c and of D_s. The paper's eq. 4 is ``w = 0`` (the default). The Dice part lies
+    in [0, 1], so the bound of the game's value becomes ``H(p) + w``. Reason (the bundle's ``offline_small`` preset
+    sets ``w = 1``, the U-Net and LViT bundles' Dice + BCE): with BCE alone a network trained from scratch on small
+    lesions (2.6% foreground in the synthetic chest X-rays) predicted background everywhere for the first 4 epochs
+    of the documented CPU budget (validation Dice 0.000), so neither the text nor the causal module could show.
+
     Args:
         lam: the adversarial coefficient lambda of eq. 3, default 0.05 (section 3.2); must be finite and >= 0
             (0 trains D_c only; L_s is still computed and logged but D_s gets no gradient).
+        dice_weight: weight ``w`` >= 0 of the optional soft-Dice term added to the BCE of each branch (above).
+            Defaults to 0.0 (the paper's eq. 4: cross-entropy only).
         reduction: how the per-image losses (BCE averaged over the pixels of each image) are reduced over the
             batch: ``"mean"`` (default; equals the BCE averaged over all pixels of the batch), ``"sum"``, or
             ``"none"`` (the returned tensor has shape ``(B,)``; :attr:`last_terms` then holds batch means).
 
     Raises:
-        ValueError: when ``lam`` is negative or not finite, or ``reduction`` is not one of the three values;
+        ValueError: when ``lam`` or ``dice_weight`` is negative or not finite, or ``reduction`` is not one of the
+            three values;
             (when called) when ``input`` does not have 1 or 2 channels, is not floating point, or has fewer than
             3 dimensions; when ``target`` is not ``(B, 1, *spatial)`` with the input's batch and spatial sizes; when
             ``target`` has values outside [0, 1].
@@ -118,12 +139,16 @@ class CausalMinMaxLoss(nn.Module):
         loss.last_terms                        # {"c": 0.21, "s": 0.66, "objective": 0.177}
     """
 
-    def __init__(self, lam: float = 0.05, reduction: str = "mean") -> None:
+    def __init__(self, lam: float = 0.05, reduction: str = "mean", dice_weight: float = 0.0) -> None:
         super().__init__()
         lam = float(lam)
         if not math.isfinite(lam) or lam < 0:
             raise ValueError(f"CausalMinMaxLoss: lam must be a finite number >= 0, got {lam}.")
+        dice_weight = float(dice_weight)
+        if not math.isfinite(dice_weight) or dice_weight < 0:
+            raise ValueError(f"CausalMinMaxLoss: dice_weight must be a finite number >= 0, got {dice_weight}.")
         self.lam = lam
+        self.dice_weight = dice_weight
         self.reduction = look_up_option(reduction, ("mean", "sum", "none"))
         self.last_terms: dict[str, float] = {}
 
@@ -150,8 +175,13 @@ class CausalMinMaxLoss(nn.Module):
             )
 
     def _bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-branch loss: BCE averaged over each image's pixels (+ ``dice_weight`` * soft-Dice loss), reduced."""
         per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         per_image = per_pixel.flatten(1).mean(1)
+        if self.dice_weight > 0:
+            p, y = torch.sigmoid(logits).flatten(1), target.flatten(1)
+            dice = (2.0 * (p * y).sum(1) + _DICE_EPS) / (p.sum(1) + y.sum(1) + _DICE_EPS)
+            per_image = per_image + self.dice_weight * (1.0 - dice)
         if self.reduction == "mean":
             return per_image.mean()
         if self.reduction == "sum":

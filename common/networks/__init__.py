@@ -17,6 +17,6 @@ from .causalclipseg import CausalCLIPSeg  # noqa: E402
 
 __all__ += ["CausalCLIPSeg", "CARAFE", "CoordConv", "GradientReversal", "Masker", "TextConditionedDecoder"]
 
-from .clip_encoders import CLIPImageEncoder, CLIPTextEncoder, load_clip  # noqa: E402
+from .clip_encoders import CLIPImageEncoder, CLIPTextEncoder, build_clip, load_clip  # noqa: E402
 
-__all__ += ["CLIPImageEncoder", "CLIPTextEncoder", "load_clip"]
+__all__ += ["CLIPImageEncoder", "CLIPTextEncoder", "build_clip", "load_clip"]

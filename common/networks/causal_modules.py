@@ -9,6 +9,8 @@ assembled by :class:`common.networks.causalclipseg.CausalCLIPSeg`.
 
 - :class:`CoordConv` and :class:`Masker`: the causal-intervention masker ``F`` of eq. 2 (section 2.3), with
   :func:`complementary_features` for ``F^c = M * F`` and ``F^s = (1 - M) * F``;
+- :class:`SharedFusion` (with :class:`BranchBatchNorm2d`): the 1x1 fusion shared by the causal and the confounding
+  branch, with separate BatchNorm statistics per branch;
 - :class:`CARAFE`: content-aware upsampling (Wang et al., "CARAFE: Content-Aware ReAssembly of FEatures", ICCV 2019)
   that brings the stage-4 features to the common scale (section 2.3, "multi-scale");
 - :class:`TextConditionedDecoder`: the cross-modal decoder of eq. 1 (section 2.2);
@@ -34,6 +36,8 @@ __all__ = [
     "CoordConv",
     "Masker",
     "complementary_features",
+    "BranchBatchNorm2d",
+    "SharedFusion",
     "CARAFE",
     "TextConditionedDecoder",
     "GradientReversal",
@@ -159,6 +163,99 @@ def complementary_features(features: torch.Tensor, mask: torch.Tensor) -> Tuple[
         ``(F_i^c, F_i^s)``: the causal and the confounding features.
     """
     return mask * features, (1.0 - mask) * features
+
+
+class BranchBatchNorm2d(nn.Module):
+    """BatchNorm2d whose affine transform is shared by several branches, with separate running statistics per branch.
+
+    ``forward(x, branch)`` normalises ``x`` exactly as :class:`torch.nn.BatchNorm2d` would (batch statistics in
+    training mode, running statistics in evaluation mode; ``momentum`` and ``eps`` have the same meaning), but the
+    running mean and variance read and updated are those of ``branch`` only; ``weight`` and ``bias`` are the same
+    for every branch.
+
+    Why (CausalCLIPSeg): the reference applies ONE ConvBNReLU (``aggr``) to the causal and to the confounding
+    features (method_notes 2.2). A single BatchNorm then accumulates running statistics of both kinds of features in
+    training, while at evaluation only the causal ones pass through it (section 2.3: inference uses ``D_c``), so
+    the causal features would be normalised with statistics they do not have. Keeping the convolution and affine
+    parameters shared (the reference's parameters, same count) and the statistics per branch removes that
+    train/evaluation mismatch. This is the "split" BatchNorm used for inputs of different distributions, e.g. the
+    auxiliary BatchNorm of adversarial training (Xie et al., "Adversarial Examples Improve Image Recognition",
+    CVPR 2020); it is our change, not the paper's or the reference's.
+
+    Args:
+        num_features: channels ``C``.
+        num_branches: number of separate statistics. Defaults to 2 (causal, confounding).
+        eps: added to the variance. Defaults to 1e-5 (``nn.BatchNorm2d``).
+        momentum: running-statistics momentum. Defaults to 0.1 (``nn.BatchNorm2d``).
+
+    Buffers:
+        running_mean, running_var: (num_branches, C), initialised to 0 and 1; num_batches_tracked: (num_branches,).
+
+    Raises:
+        ValueError: when a size is not a positive integer; (when called) when ``branch`` is out of range.
+    """
+
+    def __init__(self, num_features: int, num_branches: int = 2, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        _check_positive("BranchBatchNorm2d", num_features=num_features, num_branches=num_branches)
+        self.num_features = num_features
+        self.num_branches = num_branches
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_branches, num_features))
+        self.register_buffer("running_var", torch.ones(num_branches, num_features))
+        self.register_buffer("num_batches_tracked", torch.zeros(num_branches, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor, branch: int) -> torch.Tensor:
+        """Normalise ``x`` (B, C, H, W) with the statistics of ``branch`` (0 <= branch < num_branches)."""
+        if branch < 0 or branch >= self.num_branches:
+            raise ValueError(f"BranchBatchNorm2d: branch must be in [0, {self.num_branches - 1}], got {branch}.")
+        # the branch's statistics are updated on a copy and written back: independent of whether a backend updates
+        # a view of the (num_branches, C) buffer in place
+        mean = self.running_mean[branch].clone()
+        var = self.running_var[branch].clone()
+        out = F.batch_norm(x, mean, var, self.weight, self.bias, self.training, self.momentum, self.eps)
+        if self.training:
+            with torch.no_grad():
+                self.running_mean[branch].copy_(mean)
+                self.running_var[branch].copy_(var)
+                self.num_batches_tracked[branch] += 1
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, num_branches={self.num_branches}, eps={self.eps}, momentum={self.momentum}"
+
+
+class SharedFusion(nn.Module):
+    """1x1 Conv (no bias) -> BatchNorm -> ReLU shared by the branches, with per-branch BatchNorm statistics.
+
+    The reference's ``aggr`` ConvBNReLU 1x1 (method_notes 2.2; paper section 2.3 "fused ... by a 1x1 convolution"),
+    applied to ``cat[F_3^c, F_4^c, F_5^c]`` (branch 0) and to ``cat[F_3^s, F_4^s, F_5^s]`` (branch 1). The
+    convolution and the BatchNorm's affine parameters are shared (the reference's parameters); the running
+    statistics are separate (:class:`BranchBatchNorm2d`, which explains why).
+
+    With 1536 input and 512 output channels the module has 787,456 parameters, as the reference's ``aggr``.
+
+    Args:
+        in_channels: input channels (the sum of the three scales' channels).
+        out_channels: output channels.
+        num_branches: number of separate BatchNorm statistics. Defaults to 2.
+
+    Raises:
+        ValueError: when a size is not a positive integer.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_branches: int = 2) -> None:
+        super().__init__()
+        _check_positive("SharedFusion", in_channels=in_channels, out_channels=out_channels)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+        self.norm = BranchBatchNorm2d(out_channels, num_branches)
+
+    def forward(self, x: torch.Tensor, branch: int) -> torch.Tensor:
+        """Fuse ``x`` (B, in_channels, H, W) for ``branch`` (0: causal, 1: confounding) into (B, out, H, W)."""
+        return F.relu(self.norm(self.conv(x), branch))
 
 
 class CARAFE(nn.Module):
@@ -360,11 +457,13 @@ class _ReverseGradient(torch.autograd.Function):
 class GradientReversal(nn.Module):
     """Gradient reversal layer (Ganin and Lempitsky, "Unsupervised Domain Adaptation by Backpropagation", ICML 2015).
 
-    Forward: identity. Backward: the gradient is multiplied by ``-lambd``. CausalCLIPSeg places it between the
-    confounding features ``F^s`` and their decoder ``D_s`` with ``lambd = 1`` (a sign flip), and the loss weights
-    ``L_s`` by the paper's ``lambda``: minimising ``L_c + lambda * L_s`` trains ``D_s`` to minimise ``L_s`` while the
-    masker and encoders receive ``-lambda * dL_s``, i.e. maximise ``L_s`` as in eq. 3 (``L = L_c - lambda * L_s``). This realisation of the min-max game is ours; the paper and the reference code
-    do not say how eq. 3 is optimised (method_notes 2.2: the loss is not in the reference code).
+    Forward: identity. Backward: the gradient is multiplied by ``-lambd``. CausalCLIPSeg places it on BOTH inputs of
+    the confounding decoder ``D_s``: between the confounding features ``F^s`` and ``D_s``, and between the sentence
+    feature ``tau`` and ``D_s``, with ``lambd = 1`` (a sign flip); the loss weights ``L_s`` by the paper's
+    ``lambda``. Minimising ``L_c + lambda * L_s`` then trains ``D_s`` to minimise ``L_s`` while the masker, the fusion
+    and both encoders receive ``dL_c - lambda * dL_s``, i.e. maximise ``L_s`` as in eq. 3
+    (``L = L_c - lambda * L_s``). This realisation of the min-max game is ours; the paper and the reference code do
+    not say how eq. 3 is optimised (method_notes 2.2: the loss is not in the reference code).
 
     Modes:
 
@@ -374,13 +473,15 @@ class GradientReversal(nn.Module):
       whose gradient is exactly ``-lambd`` and whose value equals ``x`` up to floating-point rounding.
 
     Args:
-        lambd: the reversal coefficient ``lambda`` >= 0. Defaults to 0.05 (paper section 3.2: ``lambda = 0.05``).
+        lambd: the reversal coefficient >= 0. Defaults to 1.0, a pure sign flip: in CausalCLIPSeg the paper's
+            ``lambda = 0.05`` (section 3.2) is carried by the loss (:class:`common.losses.CausalMinMaxLoss` returns
+            ``L_c + lambda * L_s``), so a coefficient of 0.05 here would apply it twice (``-lambda**2 * dL_s``).
 
     Raises:
         ValueError: when ``lambd`` is negative or not a number.
     """
 
-    def __init__(self, lambd: float = 0.05) -> None:
+    def __init__(self, lambd: float = 1.0) -> None:
         super().__init__()
         if isinstance(lambd, bool) or not isinstance(lambd, (int, float)) or not lambd >= 0.0:
             raise ValueError(f"GradientReversal: lambd must be a number >= 0, got {lambd!r}.")

@@ -20,6 +20,7 @@ from .causal_modules import (
     CARAFE,
     GradientReversal,
     Masker,
+    SharedFusion,
     TextConditionedDecoder,
     complementary_features,
     conv_bn_relu,
@@ -53,11 +54,16 @@ class CausalCLIPSeg(nn.Module):
     2. Common stride 16: ``F_3 = avg_pool2d(v3, 2)``; ``F_4 = ConvBNReLU3x3(ConvBNReLU3x3(v4))``
        (``fpn_in[1] -> fpn_out -> fpn_out``); ``F_5 = CARAFE(v5)`` (x2, ``fpn_in[2]`` channels kept).
     3. Eq. 2 per scale: ``M_i = Masker_i(F_i)``, ``F_i^c = M_i * F_i``, ``F_i^s = (1 - M_i) * F_i``.
-    4. Fusion, one 1x1 ConvBNReLU SHARED by both branches (reference ``aggr``):
-       ``F^c = fuse(cat[F_3^c, F_4^c, F_5^c])``, ``F^s = fuse(cat[F_3^s, F_4^s, F_5^s])``.
-    5. Decoders (eq. 1): ``D_c(tau, F^c)`` and ``D_s(tau, GRL(F^s))``, two identical
+    4. Fusion, one 1x1 ConvBNReLU SHARED by both branches (reference ``aggr``; section 2.3):
+       ``F^c = fuse(cat[F_3^c, F_4^c, F_5^c])``, ``F^s = fuse(cat[F_3^s, F_4^s, F_5^s])``; the convolution and the
+       BatchNorm's affine parameters are shared, the BatchNorm running statistics are kept per branch
+       (:class:`~common.networks.causal_modules.SharedFusion`), so that evaluation (causal branch only) normalises
+       with the causal features' own statistics.
+    5. Decoders (eq. 1): ``D_c(tau, F^c)`` and ``D_s(GRL(tau), GRL(F^s))``, two identical
        :class:`~common.networks.causal_modules.TextConditionedDecoder` with separate weights; GRL is a
-       :class:`~common.networks.causal_modules.GradientReversal` with ``grl_lambda``.
+       :class:`~common.networks.causal_modules.GradientReversal` with ``grl_lambda``, on BOTH inputs of ``D_s``, so
+       that every parameter upstream of ``D_s`` (image encoder, text encoder, maskers, fusion) receives eq. 3's
+       ``dL_c - lambda * dL_s`` (see ``grl_lambda``).
 
     Outputs (logits, no sigmoid), at the input resolution:
 
@@ -70,6 +76,11 @@ class CausalCLIPSeg(nn.Module):
 
     Differences from the reference code:
 
+    - The paper masks each stage and then brings the scales together with CARAFE (section 2.3); the reference (and
+      this class) first brings ``v3``, ``v4``, ``v5`` to stride 16 (average pooling, two 3x3 ConvBNReLU, CARAFE)
+      and then masks once per scale at stride 16 (method_notes 2.2, ``FPN_AD.forward``).
+    - The fusion's BatchNorm keeps separate running statistics for the two branches (reference: one BatchNorm for
+      both; see :class:`~common.networks.causal_modules.BranchBatchNorm2d`). Same parameters and count.
     - Only modules used by ``forward`` are built: the reference ``FPN_AD`` also builds ``txt_proj``, ``f1_v_proj``,
       ``norm_layer``, ``f2_cat``, ``f3_v_proj``, ``f3_cat``, ``f4_proj5``, ``f4_proj3`` and ``coordconv``
       (15.23 M parameters at the reference widths) that its forward never calls.
@@ -100,9 +111,10 @@ class CausalCLIPSeg(nn.Module):
         causal: build the causal intervention module (maskers, ``D_s``, GRL). Defaults to True.
         grl_lambda: gradient reversal coefficient >= 0, default 1.0: a pure sign flip. The paper's ``lambda``
             (section 3.2: 0.05) is applied ONCE, by the loss (:class:`common.losses.CausalMinMaxLoss` returns
-            ``L_c + lam * L_s``), so the masker and encoders receive ``dL_c - lam * dL_s``, eq. 3's gradient, while
-            ``D_s`` minimises ``lam * L_s``. Setting both to 0.05 would apply it twice (``-lam**2``). Ignored with
-            ``causal=False``.
+            ``L_c + lam * L_s``), so the maskers, the fusion and both encoders receive ``dL_c - lam * dL_s``, eq. 3's
+            gradient (the text encoder through the reversal on ``tau``, the image encoder through the one on
+            ``F^s``), while ``D_s`` minimises ``lam * L_s``. Setting both to 0.05 would apply it twice
+            (``-lam**2``). Ignored with ``causal=False``.
         text_dim: size ``T`` of the text feature; ``None`` (default) reads it from the text encoder's ``out_dim``,
             ``output_dim`` or ``embed_dim`` attribute (an int) or the second size of its ``text_projection``.
 
@@ -177,7 +189,7 @@ class CausalCLIPSeg(nn.Module):
         self.upsample5 = CARAFE(fpn_in[2], fpn_in[2], kernel_size=3, up_factor=2)
         scale_channels = (fpn_in[0], fpn_out, fpn_in[2])
         self.maskers = nn.ModuleList([Masker(c) for c in scale_channels] if causal else [])
-        self.fusion = conv_bn_relu(sum(scale_channels), fpn_out, 1)
+        self.fusion = SharedFusion(sum(scale_channels), fpn_out, num_branches=2 if causal else 1)
         self.decoder_c = TextConditionedDecoder(fpn_out, text_dim, decoder_channels, kernel_size)
         self.grl: Optional[GradientReversal] = GradientReversal(grl_lambda) if causal else None
         self.decoder_s: Optional[TextConditionedDecoder] = (
@@ -258,7 +270,7 @@ class CausalCLIPSeg(nn.Module):
         decoder_s = self.decoder_s
         grl = self.grl
         if decoder_s is None or grl is None:  # causal=False
-            return self.decoder_c(self.fusion(torch.cat(features, dim=1)), tau)
+            return self.decoder_c(self.fusion(torch.cat(features, dim=1), 0), tau)
 
         causal_parts: List[torch.Tensor] = []
         confounding_parts: List[torch.Tensor] = []
@@ -266,8 +278,9 @@ class CausalCLIPSeg(nn.Module):
             causal_part, confounding_part = complementary_features(features[i], masker(features[i]))
             causal_parts.append(causal_part)
             confounding_parts.append(confounding_part)
-        out_c = self.decoder_c(self.fusion(torch.cat(causal_parts, dim=1)), tau)
+        out_c = self.decoder_c(self.fusion(torch.cat(causal_parts, dim=1), 0), tau)
         if not self.training:
             return out_c
-        out_s = decoder_s(grl(self.fusion(torch.cat(confounding_parts, dim=1))), tau)
+        # eq. 3: upstream of D_s everything ascends L_s, through the image features AND through the sentence feature
+        out_s = decoder_s(grl(self.fusion(torch.cat(confounding_parts, dim=1), 1)), grl(tau))
         return torch.cat([out_c, out_s], dim=1)

@@ -27,7 +27,7 @@ not change the counts):
 
 from __future__ import annotations
 
-__all__ = ["CLIPImageEncoder", "CLIPTextEncoder", "load_clip"]
+__all__ = ["CLIPImageEncoder", "CLIPTextEncoder", "build_clip", "load_clip"]
 
 import copy
 import json
@@ -411,6 +411,68 @@ def _shorten_context(model: nn.Module, context_length: int | None) -> nn.Module:
     return model
 
 
+def _build(cfg: dict[str, Any], source: str, quick_gelu: bool | None) -> nn.Module:
+    from open_clip.model import CLIP
+
+    if quick_gelu is not None:
+        cfg["quick_gelu"] = bool(quick_gelu)
+    try:
+        return CLIP(**cfg)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise ValueError(f"Could not build a CLIP model from the {source}: {e}") from e
+
+
+def _check_context(context_length: int | None, cfg: dict[str, Any], source: str) -> None:
+    full_length = int(cfg["text_cfg"].get("context_length", 77))
+    if context_length is not None and not 1 <= int(context_length) <= full_length:
+        raise ValueError(
+            f"context_length must be in [1, {full_length}] (the context length of the {source}), got {context_length}."
+        )
+
+
+def build_clip(
+    model_name: str | os.PathLike = "RN101",
+    context_length: int | None = None,
+    quick_gelu: bool | None = None,
+) -> nn.Module:
+    """
+    Build the architecture of an open_clip CLIP model WITHOUT loading any weights, for a network whose weights all
+    come from a trained checkpoint (a bundle's ``models/model.pt``, loaded by evaluation and inference).
+
+    The model is what :py:func:`load_clip` builds for the same arguments (same modules, parameter names and shapes,
+    same ``context_length`` cut), but no CLIP weights file is read or needed and nothing is logged about random
+    initialisation: the values are placeholders that the checkpoint overwrites. Use :py:func:`load_clip` to train.
+
+    ``quick_gelu`` must be what the training run used, since it changes the computation but not the parameters:
+    OpenAI's CLIP weights (e.g. ``RN101.pt``) need QuickGELU, which :py:func:`load_clip` switches on by itself for an
+    OpenAI TorchScript file; without the file this function cannot tell, so the bundles pass it explicitly
+    (``clip_quick_gelu``).
+
+    Args:
+        model_name: built-in open_clip model name or path of a model-config JSON file (see :py:func:`load_clip`).
+            Defaults to ``"RN101"``.
+        context_length: text length, as in :py:func:`load_clip`; ``None`` keeps the config's. Defaults to ``None``.
+        quick_gelu: ``True``/``False`` forces QuickGELU/GELU; ``None`` keeps the config's setting. Defaults to
+            ``None``.
+
+    Returns:
+        the ``open_clip.model.CLIP`` model (float32, CPU, training mode), open_clip's initial values.
+
+    Raises:
+        FileNotFoundError: when a model-config JSON path does not exist.
+        ValueError: for an unknown model name or an invalid config, or ``context_length`` out of range.
+    """
+    cfg, source = _model_config(model_name)
+    _check_context(context_length, cfg, source)
+    model = _build(cfg, source, quick_gelu)
+    logger.info(
+        "CLIP architecture %s built without weights (quick_gelu=%s): the trained checkpoint supplies them.",
+        os.fspath(model_name),
+        bool(cfg.get("quick_gelu", False)),
+    )
+    return _shorten_context(model, context_length)
+
+
 def load_clip(
     model_name: str | os.PathLike = "RN101",
     weights: str | os.PathLike | None = None,
@@ -477,8 +539,6 @@ def load_clip(
         scratch = load_clip("RN101", allow_random_init=True)  # no CLIP pretraining
         tiny = load_clip("tests/tiny_clip.json", weights="/tmp/tiny_clip.pt")
     """
-    from open_clip.model import CLIP
-
     cfg, source = _model_config(model_name)
     path = None if weights is None else os.fspath(weights)
     if path is None and not allow_random_init:
@@ -497,20 +557,11 @@ def load_clip(
             "train from scratch with `clip_pretrained: False` (the paper's ablation without CLIP pretraining)."
         )
     torchscript = path is not None and _is_torchscript_archive(path)
-    if quick_gelu is not None:
-        cfg["quick_gelu"] = bool(quick_gelu)
-    elif torchscript and not cfg.get("quick_gelu", False):
+    if quick_gelu is None and torchscript and not cfg.get("quick_gelu", False):
         logger.info("CLIP weights %s are an OpenAI TorchScript archive: building the model with QuickGELU.", path)
-        cfg["quick_gelu"] = True
-    full_length = int(cfg["text_cfg"].get("context_length", 77))
-    if context_length is not None and not 1 <= int(context_length) <= full_length:
-        raise ValueError(
-            f"context_length must be in [1, {full_length}] (the context length of the {source}), got {context_length}."
-        )
-    try:
-        model = CLIP(**cfg)
-    except (TypeError, ValueError, AssertionError) as e:
-        raise ValueError(f"Could not build a CLIP model from the {source}: {e}") from e
+        quick_gelu = True
+    _check_context(context_length, cfg, source)
+    model = _build(cfg, source, quick_gelu)
     if path is None:
         logger.warning(
             "CLIP model %s is randomly initialised: it is NOT pretrained (allow_random_init=True).", model_name
