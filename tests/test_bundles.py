@@ -173,13 +173,15 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
     run_workflow(name, configs(name, "train.json", "evaluate.json"), "train", over)
     eval_dir = output_dir / "eval"
     summary = dict(row[:2] for row in csv.reader(open(eval_dir / "metrics.csv")) if row)
-    for metric in ("Dice", "IoU", "HD95", "ASSD"):
+    for metric in ("Dice", "IoU", "HD95", "ASSD", "PixelAccuracy"):
         assert metric in summary, f"{metric} missing from metrics.csv: {summary}"
         assert np.isfinite(float(summary[metric]))
     assert 0.0 <= float(summary["Dice"]) <= 1.0
     rows = list(csv.DictReader(open(eval_dir / "per_case.csv")))
     assert len(rows) == GENERIC_TINY["synthetic_num_test"]
-    assert set(rows[0]) == {"filename", "Dice", "IoU", "HD95", "ASSD"}
+    # the datalist's site and class ride along (leave-one-site-out and per-lesion-type tables, tools/protocols.md)
+    assert set(rows[0]) == {"filename", "site", "class", "Dice", "IoU", "HD95", "ASSD", "PixelAccuracy"}
+    assert rows[0]["site"] and rows[0]["class"]
 
     # inference on the test split of the datalist: one PNG mask per image, at the image's own size
     pred_dir = tmp_path / "pred"

@@ -70,6 +70,11 @@ SHARED: list[Shared] = [
     # train.json: run switches and locations
     *[Shared("train.json", k, _RUN) for k in ("seed", "amp", "resume", "progress_bar", "preflight", "num_workers")],
     *[Shared("train.json", k, _RUN) for k in ("cache_rate", "val_interval", "device", "rank", "is_not_rank0")],
+    Shared(
+        "train.json",
+        "train_fraction",
+        "one low-data key (BiCLIP section 3.3, common.data.training_subset, tools/protocols.md) for every bundle",
+    ),
     *[
         Shared("train.json", k, "output layout read by evaluate.json, inference and tools/compare.py")
         for k in ("output_dir", "ckpt_dir", "log_dir")

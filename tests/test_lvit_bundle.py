@@ -24,7 +24,10 @@ def _workflow(tmp_path, **extra):
 
 
 def test_semi_supervised_epoch_runs_and_bank_resumes(tmp_path):
-    wf = _workflow(tmp_path, label_fraction=0.5, max_epochs=2)
+    # default batches after the warm-up: 4 labeled + 4 unlabeled (unlabeled_per_batch = batch_size), two batches per
+    # epoch, so each of the 4 unlabeled images is drawn twice per epoch; plain eq. 9 (no bias correction) so that the
+    # size of an EMA step is bounded below
+    wf = _workflow(tmp_path, label_fraction=0.5, max_epochs=2, epi_bias_correction=False)
     labeled, unlabeled = wf.parser.get_parsed_content("train#split")
     assert len(labeled) == 4 and len(unlabeled) == 4, "half of the 8 training images keep their labels"
     unlabeled_data = wf.parser.get_parsed_content("train#unlabeled_data")
@@ -39,14 +42,14 @@ def test_semi_supervised_epoch_runs_and_bank_resumes(tmp_path):
     saved = torch.load(tmp_path / "out" / "models" / "checkpoint_last.pt", map_location="cpu", weights_only=True)
     assert torch.equal(saved["epi_bank"]["values"], bank.state_dict()["values"])
 
-    resumed = _workflow(tmp_path, label_fraction=0.5, max_epochs=3, resume=True)
+    resumed = _workflow(tmp_path, label_fraction=0.5, max_epochs=3, resume=True, epi_bias_correction=False)
     r_bank = resumed.parser.get_parsed_content("epi_bank")
     before = saved["epi_bank"]["values"].float()
     resumed.run()
     after = r_bank.state_dict()["values"].float()
-    assert int(r_bank.state_dict()["counts"].min()) == int(saved["epi_bank"]["counts"].min()) + 1
-    # the EMA continued from the saved bank (beta = 0.99): values moved, but by at most 1 - beta per update
-    assert (after - before).abs().max() <= 0.01 + 1e-3
+    assert r_bank.state_dict()["counts"].tolist() == [c + 2 for c in saved["epi_bank"]["counts"].tolist()]
+    # the EMA continued from the saved bank (beta = 0.99): values moved, but by at most 1 - beta**2 in two updates
+    assert 0 < (after - before).abs().max() <= 1 - 0.99**2 + 1e-3
 
 
 def test_text_free_variant_and_bad_keys(tmp_path):

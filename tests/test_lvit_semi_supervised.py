@@ -757,7 +757,10 @@ def test_bundle_warmup_keeps_unlabeled_images_and_the_bank_out(tmp_path):
 
     from test_bundles import configs, tiny_overrides
 
-    over = tiny_overrides("lvit", tmp_path / "data", tmp_path / "out", label_fraction=0.5, max_epochs=2)
+    # the single mixed stream (unlabeled_per_batch 0); the default two streams: tests/test_lvit_epi_measures.py
+    over = tiny_overrides(
+        "lvit", tmp_path / "data", tmp_path / "out", label_fraction=0.5, max_epochs=2, unlabeled_per_batch=0
+    )
     wf = ConfigWorkflow(config_file=configs("lvit", "train.json")[0], workflow_type="train", **over)
     wf.initialize()
     assert wf.parser.get_parsed_content("epi_warmup_epochs") == 1  # default max(1, max_epochs // 4)

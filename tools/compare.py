@@ -66,7 +66,9 @@ __all__ = [
     "derangement_indices",
     "derange_texts",
     "ablate_datalist",
+    "parse_extra",
     "read_metrics_csv",
+    "resolve_bundles",
     "run_logged",
     "format_table",
     "main",
@@ -373,7 +375,30 @@ def _prepare_output_dir(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def _parse_extra(items: Sequence[str] | None) -> list[str]:
+def resolve_bundles(folders: Sequence[str]) -> list[Path]:
+    """The ``--bundles`` folders as absolute paths, checked (shared by the protocol tools).
+
+    Raises:
+        ValueError: two folders with the same name (their run folders would collide).
+        FileNotFoundError: a folder without ``configs/train.json`` or ``configs/evaluate.json``.
+    """
+    bundles = [Path(b).resolve() for b in folders]
+    names = [b.name for b in bundles]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--bundles: folder names must be unique, got {names}.")
+    for b in bundles:
+        for cfg in ("train.json", "evaluate.json"):
+            if not (b / "configs" / cfg).is_file():
+                raise FileNotFoundError(f"{b / 'configs' / cfg} not found.")
+    return bundles
+
+
+def parse_extra(items: Sequence[str] | None) -> list[str]:
+    """``["key=value", ...]`` -> ``["--key", "value", ...]`` (``--extra`` of compare.py and the protocol tools).
+
+    Raises:
+        ValueError: an item without ``=``.
+    """
     out: list[str] = []
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -409,15 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_all(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out).resolve()
-    bundles = [Path(b).resolve() for b in args.bundles]
-    names = [b.name for b in bundles]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--bundles: folder names must be unique, got {names}.")
-    for b in bundles:
-        for cfg in ("train.json", "evaluate.json"):
-            if not (b / "configs" / cfg).is_file():
-                raise FileNotFoundError(f"{b / 'configs' / cfg} not found.")
-    extra = _parse_extra(args.extra)
+    bundles = resolve_bundles(args.bundles)
+    extra = parse_extra(args.extra)
     out.mkdir(parents=True, exist_ok=True)
     datalist = _resolve_datalist(args, bundles[0], extra)
     dataset_dir = str(Path(args.dataset_dir).resolve())

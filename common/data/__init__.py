@@ -59,3 +59,4 @@ __all__ = [
     "read_site_table",
     "read_text_table",
 ]
+from common.data.subsets import LOW_DATA_FRACTIONS, training_subset  # noqa: E402  (low-data regimes, train_fraction)

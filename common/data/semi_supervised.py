@@ -34,6 +34,7 @@ __all__ = [
     "bag_of_words_features",
     "MeanTokenFeaturizer",
     "WarmupSemiSupervisedSampler",
+    "WarmupSemiSupervisedBatchSampler",
     "is_random_spatial",
     "require_no_random_spatial",
     "collate_semi_supervised",
@@ -425,6 +426,105 @@ class WarmupSemiSupervisedSampler(Sampler):
 
     def __len__(self) -> int:
         return self.epoch_length
+
+
+class WarmupSemiSupervisedBatchSampler(WarmupSemiSupervisedSampler):
+    """
+    Batch sampler (``DataLoader(batch_sampler=...)``) over ``ConcatDataset([labeled, unlabeled])`` with the warm-up
+    of :class:`WarmupSemiSupervisedSampler` and, after it, optionally two streams per batch: ``batch_size`` labeled
+    items PLUS ``unlabeled_per_batch`` unlabeled items.
+
+    Why two streams: with one mixed stream at 1/4 labels a batch of 8 holds about 2 labeled images after the warm-up,
+    so at equal iterations the semi-supervised run sees each labeled image 4 times less often than training on the
+    labeled images alone, and in short runs that costs more than the pseudo labels give (measured in the bundle's
+    README). Semi-supervised methods usually draw a fixed number of labeled and of unlabeled images per step (e.g.
+    FixMatch, Sohn et al., NeurIPS 2020, section 3: ``B`` labeled and ``mu * B`` unlabeled images per batch; the
+    ``TwoStreamBatchSampler`` of mean-teacher / UA-MT segmentation code). The LViT paper does not say how its
+    batches are formed (the reference code does not train the semi-supervised variant). With ``unlabeled_per_batch
+    > 0`` the labeled part of every batch is exactly the batch the labeled-only run (``num_unlabeled = 0``, same
+    seed) draws in that epoch, so "labeled only" and "+ EPI" differ only by the unlabeled images added to each
+    batch (a step then costs ``(batch_size + unlabeled_per_batch) / batch_size`` times more).
+
+    Epoch layout (epoch ``e``, ``n = ceil(epoch_length / batch_size)`` batches, the last one possibly smaller):
+
+    - warm-up epoch, or ``unlabeled_per_batch == 0``: :meth:`WarmupSemiSupervisedSampler.indices` cut into batches
+      of ``batch_size`` (the single mixed stream, exactly what ``DataLoader(sampler=..., batch_size=...)`` gives);
+    - later epochs with ``unlabeled_per_batch = m > 0``: batch ``i`` = the ``i``-th ``batch_size`` items of the
+      labeled stream (shuffled passes over the ``L`` labeled items drawn with the generator of ``(seed, e)``, as in a
+      warm-up epoch) followed by ``m`` items of the unlabeled stream (shuffled passes over the ``U`` unlabeled items,
+      a second generator of ``(seed, e)``), so each unlabeled image is drawn about ``n * m / U`` times per epoch.
+
+    Args:
+        num_labeled: ``L`` >= 1.
+        num_unlabeled: ``U`` >= 0.
+        batch_size: labeled items per batch (>= 1), the bundle's ``batch_size``.
+        warmup_epochs: epochs (>= 0) that draw labeled items only.
+        unlabeled_per_batch: unlabeled items added to each batch after the warm-up (>= 0); 0 (default) keeps the
+            single mixed stream.
+        epoch_length: labeled-stream items per epoch (>= 1), default ``L + U``.
+        seed: base seed, default 0.
+
+    Raises:
+        ValueError: when a count is out of range.
+
+    Examples::
+
+        sampler = WarmupSemiSupervisedBatchSampler(40, 120, batch_size=8, warmup_epochs=3, unlabeled_per_batch=8)
+        loader = DataLoader(ConcatDataset([labeled_ds, unlabeled_ds]), batch_sampler=sampler,
+                            collate_fn=collate_semi_supervised)
+    """
+
+    def __init__(
+        self,
+        num_labeled: int,
+        num_unlabeled: int,
+        batch_size: int,
+        warmup_epochs: int = 0,
+        unlabeled_per_batch: int = 0,
+        epoch_length: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(num_labeled, num_unlabeled, warmup_epochs, epoch_length, seed)
+        for name, value, low in (("batch_size", batch_size, 1), ("unlabeled_per_batch", unlabeled_per_batch, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(
+                    f"WarmupSemiSupervisedBatchSampler: {name} must be an integer >= {low}, got {value!r}."
+                )
+        self.batch_size = int(batch_size)
+        self.unlabeled_per_batch = int(unlabeled_per_batch)
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """
+        Args:
+            epoch: 1-based epoch.
+
+        Returns:
+            the epoch's batches of dataset indices (labeled ``0 .. L-1``, unlabeled ``L .. L+U-1``).
+        """
+        flat = self.indices(epoch)
+        if self.in_warmup(epoch) or self.unlabeled_per_batch == 0:
+            return [flat[i : i + self.batch_size] for i in range(0, len(flat), self.batch_size)]
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))  # the warm-up's labeled stream
+        labeled: list[int] = []
+        while len(labeled) < self.epoch_length:
+            labeled.extend(torch.randperm(self.num_labeled, generator=gen).tolist())
+        labeled = labeled[: self.epoch_length]
+        n_batches = len(self)
+        gen_u = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch) + 7_919_000_000)
+        unlabeled: list[int] = []
+        while len(unlabeled) < n_batches * self.unlabeled_per_batch:
+            unlabeled.extend((torch.randperm(self.num_unlabeled, generator=gen_u) + self.num_labeled).tolist())
+        m = self.unlabeled_per_batch
+        return [
+            labeled[i * self.batch_size : (i + 1) * self.batch_size] + unlabeled[i * m : (i + 1) * m]
+            for i in range(n_batches)
+        ]
+
+    def __iter__(self):
+        return iter(self.batches(self.epoch))
+
+    def __len__(self) -> int:
+        return -(-self.epoch_length // self.batch_size)
 
 
 # MONAI transforms in these modules that are random but keep the pixel frame

@@ -60,12 +60,29 @@ class PseudoLabelBank:
     where ``p_t`` is the foreground probability the current model predicts for the image and ``P_{t-1}`` the stored
     pseudo label (paper section 3.2, ``beta = 0.99``). The first time an image is seen its slot is initialised with
     ``p_t`` itself (there is no ``P_0``); :meth:`get` reports which slots are initialised so the loss can ignore the
-    supervised term of an image that has no pseudo label yet. With one sighting per image per epoch (a shuffling
-    sampler without replacement) ``t`` counts epochs; the paper calls them model "generations".
+    supervised term of an image that has no pseudo label yet. ``t`` counts an image's sightings: with one sighting
+    per image per epoch (a shuffling sampler without replacement) it counts epochs, the paper's model
+    "generations"; :class:`common.data.semi_supervised.WarmupSemiSupervisedBatchSampler` with
+    ``unlabeled_per_batch > 0`` draws each unlabeled image about ``batches * unlabeled_per_batch / U`` times per
+    epoch.
 
     Probabilities are kept soft (not thresholded): the paper's ``P_t`` is "an N-dimensional prediction vector ...
     each dimension represents the prediction probability"; with one sigmoid output the background probability is
-    ``1 - P`` and is not stored.
+    ``1 - P`` and is not stored. (:class:`PrepareBatchSemiSupervised` can threshold them when they are read.)
+
+    Start-up bias correction (``bias_correction=True``, not in the paper): eq. 9 started at the first prediction
+    keeps ``beta**(t-1)`` of it after ``t`` sightings (92 % after 9 epochs at ``beta = 0.99``), so in a run much
+    shorter than the paper's horizon ``1 / (1 - beta) = 100`` generations the pseudo label stays the first, weakest
+    prediction. The correction of temporal ensembling (Laine & Aila, "Temporal Ensembling for Semi-Supervised
+    Learning", ICLR 2017, section 2.2: the EMA is started at zero and divided by ``1 - beta**t``; the same
+    correction as Adam's moments) stores ``P_t = Z_t / (1 - beta**t)`` with ``Z_t = beta Z_{t-1} + (1 - beta) p_t``,
+    ``Z_0 = 0``, i.e.::
+
+        P_t = (beta * (1 - beta**(t-1)) * P_{t-1} + (1 - beta) * p_t) / (1 - beta**t)
+
+    where ``t`` counts the slot's updates. ``P_1 = p_1`` as without it; while ``t << 1 / (1 - beta)`` the pseudo label
+    is close to the plain mean of the ``t`` predictions so far (weight ``(1 - beta) / (1 - beta**t) ~ 1/t`` for the
+    newest), and for ``t >> 1 / (1 - beta)`` it becomes eq. 9 itself.
 
     Memory and precision: the bank is one CPU tensor of ``num_items * prod(spatial_size)`` values, i.e.
     ``U * H * W * 2`` bytes in the default ``float16`` (``U * H * W * 4`` in ``float32``), plus ``9 * U`` bytes of
@@ -90,6 +107,7 @@ class PseudoLabelBank:
         dtype: storage dtype, ``torch.float16`` (default) or ``torch.float32`` / ``torch.bfloat16`` / ``torch.float64``.
         item_ids: optional identifiers of the U unlabeled images in slot order (e.g. their image paths). Their hash is
             saved with the state so :meth:`load_state_dict` can refuse a checkpoint written for another split.
+        bias_correction: divide the EMA by ``1 - beta**t`` (see above), default ``False`` (eq. 9 as printed).
 
     Raises:
         ValueError: when ``num_items`` < 1, ``spatial_size`` has a non-positive entry, ``beta`` is outside
@@ -109,6 +127,7 @@ class PseudoLabelBank:
         beta: float = 0.99,
         dtype: torch.dtype = torch.float16,
         item_ids: Sequence[str] | None = None,
+        bias_correction: bool = False,
     ) -> None:
         if isinstance(num_items, bool) or int(num_items) != num_items or num_items < 1:
             raise ValueError(f"PseudoLabelBank: num_items must be an integer >= 1, got {num_items!r}.")
@@ -124,6 +143,7 @@ class PseudoLabelBank:
         self.num_items = int(num_items)
         self.spatial_size = size
         self.beta = float(beta)
+        self.bias_correction = bool(bias_correction)
         self.dtype = dtype
         self.fingerprint = _fingerprint(item_ids)
         self.values = torch.zeros((self.num_items, *size), dtype=dtype)
@@ -198,7 +218,14 @@ class PseudoLabelBank:
             )
         for row, slot in enumerate(idx.tolist()):
             if bool(self.initialised[slot]):
-                new = self.beta * self.values[slot].to(torch.float32) + (1.0 - self.beta) * probs[row]
+                old = self.values[slot].to(torch.float32)
+                if self.bias_correction:  # t = this update's number; P_{t-1} holds Z_{t-1} / (1 - beta**(t-1))
+                    t = int(self.counts[slot]) + 1
+                    new = (self.beta * (1.0 - self.beta ** (t - 1)) * old + (1.0 - self.beta) * probs[row]) / (
+                        1.0 - self.beta**t
+                    )
+                else:
+                    new = self.beta * old + (1.0 - self.beta) * probs[row]
             else:
                 new = probs[row]
                 self.initialised[slot] = True
@@ -290,6 +317,13 @@ class PrepareBatchSemiSupervised(PrepareBatch):
         contrastive_key: batch key of the contrastive mask ``(B, 1, *spatial)``, default ``"contrastive_label"``;
             ``None`` leaves channel 1 zero (EPI without the LV loss, paper Table 2; use ``alpha=0`` in the loss).
         index_key: batch key of the bank slot, default ``"unlabeled_index"``.
+        pseudo_label_threshold: ``None`` (default) hands the bank's soft pseudo label to the loss as it is (paper
+            eq. 9 keeps probabilities); a number in (0, 1) hands the hard label ``P > threshold`` instead (the bundle's
+            ``epi_hard_threshold``). Why: a soft target is the model's own uncertainty averaged over generations;
+            Dice and CE against it teach the unlabeled images to stay uncertain, while the hard label of the same
+            bank, as in classic pseudo-labelling (Lee, "Pseudo-Label: The Simple and Efficient Semi-Supervised
+            Learning Method", ICML 2013 workshop), is a mask.
+            The bank itself always keeps the soft EMA.
 
     Raises:
         KeyError: (when called) the batch lacks ``image_key`` or ``index_key``, lacks ``label_key`` while holding a
@@ -312,9 +346,20 @@ class PrepareBatchSemiSupervised(PrepareBatch):
         label_key: str = CommonKeys.LABEL,
         contrastive_key: str | None = "contrastive_label",
         index_key: str = "unlabeled_index",
+        pseudo_label_threshold: float | None = None,
     ) -> None:
         if not isinstance(bank, PseudoLabelBank):
             raise TypeError(f"PrepareBatchSemiSupervised: bank must be a PseudoLabelBank, got {type(bank).__name__}.")
+        if pseudo_label_threshold is not None and not (
+            isinstance(pseudo_label_threshold, (int, float))
+            and not isinstance(pseudo_label_threshold, bool)
+            and 0.0 < float(pseudo_label_threshold) < 1.0
+        ):
+            raise ValueError(
+                "PrepareBatchSemiSupervised: pseudo_label_threshold (epi_hard_threshold) must be null or a number in "
+                f"(0, 1), got {pseudo_label_threshold!r}."
+            )
+        self.pseudo_label_threshold = None if pseudo_label_threshold is None else float(pseudo_label_threshold)
         self.bank = bank
         self.extra_keys = extra_keys
         self.image_key = image_key
@@ -377,6 +422,8 @@ class PrepareBatchSemiSupervised(PrepareBatch):
         contrastive = torch.zeros((batch_size, 1, *spatial), dtype=torch.float32)
         if bool(unlabeled.any()):
             pseudo, initialised = self.bank.get(idx[unlabeled])
+            if self.pseudo_label_threshold is not None:
+                pseudo = (pseudo > self.pseudo_label_threshold).to(torch.float32)
             pseudo[~initialised] = 0.0
             target[unlabeled] = pseudo
             valid[unlabeled] = initialised.to(torch.float32)

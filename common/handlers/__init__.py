@@ -22,3 +22,4 @@ __all__ = [
     "atomic_save",
     "write_per_case_table",
 ]
+from .classwise import PerClassDiceHandler, PixelAccuracyHandler  # noqa: E402,F401

@@ -10,27 +10,47 @@ import csv
 import os
 from collections.abc import Sequence
 
-__all__ = ["write_per_case_table"]
+__all__ = ["CASE_FIELDS", "write_per_case_table"]
+
+#: Datalist entry keys copied into ``per_case.csv`` when present.
+CASE_FIELDS: tuple[str, ...] = ("site", "class")
 
 
-def write_per_case_table(eval_dir: str, metrics: Sequence[str], filename: str = "per_case.csv") -> str:
+def write_per_case_table(
+    eval_dir: str,
+    metrics: Sequence[str],
+    filename: str = "per_case.csv",
+    datalist_file: str | None = None,
+    split: str | None = None,
+    fields: Sequence[str] = CASE_FIELDS,
+) -> str:
     """
     Joins ``<eval_dir>/<metric>_raw.csv`` (one row per image, written by ``MetricsSaver(metric_details=...)``)
-    into ``<eval_dir>/per_case.csv`` with columns ``filename, <metric>...``: one row per case, one column per
-    metric, in the order of ``metrics``. Single-channel metrics use the value of their only class column.
+    into ``<eval_dir>/per_case.csv`` with columns ``filename, <field>..., <metric>...``: one row per case, one
+    column per metric, in the order of ``metrics``. Single-channel metrics use the value of their only class column.
+
+    With ``datalist_file`` and ``split``, the case's datalist entry (matched by its absolute ``image`` path, or by
+    the file's base name when that is unique in the split) adds one column per entry key of ``fields`` that some
+    entry of the split has (default ``site`` and ``class``, for the leave-one-site-out and per-lesion-type tables of
+    ``tools/leave_one_site_out.py``); a case without that key gets an empty cell.
 
     Args:
         eval_dir: the MetricsSaver ``save_dir``.
         metrics: metric names, e.g. ``["Dice", "IoU", "HD95", "ASSD"]``.
         filename: name of the table written in ``eval_dir``.
+        datalist_file: the datalist the evaluation read; ``None`` (default): no entry columns.
+        split: the split evaluated (e.g. ``"test"``); needed with ``datalist_file``.
+        fields: entry keys to copy, default :data:`CASE_FIELDS`.
 
     Returns:
         the path of the table.
 
     Raises:
         FileNotFoundError: when a ``<metric>_raw.csv`` is missing (naming it).
-        ValueError: when the per-metric files list different cases.
+        ValueError: when the per-metric files list different cases, or ``datalist_file`` is given without ``split``.
     """
+    if datalist_file is not None and not split:
+        raise ValueError("write_per_case_table: datalist_file needs the split evaluated (e.g. 'test').")
     columns: dict[str, dict[str, str]] = {}
     order: list[str] = []
     for name in metrics:
@@ -45,10 +65,27 @@ def write_per_case_table(eval_dir: str, metrics: Sequence[str], filename: str = 
         elif set(values) != set(order):
             raise ValueError(f"{path} lists different cases from {metrics[0]}_raw.csv.")
         columns[name] = values
+    extra: list[str] = []
+    entry_of: dict[str, dict] = {}
+    if datalist_file is not None:
+        from common.data.datalist import load_datalist  # here: importing common.handlers stays light
+
+        entries = load_datalist(datalist_file, split, check_files=False)
+        extra = [k for k in fields if any(k in e for e in entries)]
+        by_path = {os.path.normpath(os.path.abspath(e["image"])): e for e in entries}
+        names: dict[str, list[dict]] = {}
+        for e in entries:
+            names.setdefault(os.path.basename(e["image"]), []).append(e)
+        for case in order:
+            e = by_path.get(os.path.normpath(os.path.abspath(case)))
+            if e is None and len(names.get(os.path.basename(case), [])) == 1:
+                e = names[os.path.basename(case)][0]
+            entry_of[case] = e or {}
     out = os.path.join(eval_dir, filename)
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["filename", *metrics])
+        writer.writerow(["filename", *extra, *metrics])
         for case in order:
-            writer.writerow([case, *(columns[m][case] for m in metrics)])
+            info = [entry_of.get(case, {}).get(k, "") for k in extra]
+            writer.writerow([case, *info, *(columns[m][case] for m in metrics)])
     return out

@@ -49,6 +49,8 @@ is offered as ``sup_loss="reference"`` (:func:`reference_dice_bce_terms`), on th
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from monai.utils import look_up_option
@@ -312,9 +314,15 @@ class LViTSemiSupervisedLoss(LViTDiceCELoss):
         sup_loss: ``"paper"`` (eq. 28-29, default) or ``"reference"``, see :class:`LViTDiceCELoss`; applies to the
             labeled and the pseudo-label terms.
         reduction: ``"group"`` (default) or ``"batch"``, see above.
+        unlabeled_weight: factor ``w`` >= 0 of the unlabeled group's loss (eq. 17, pseudo-label and LV terms), default
+            1 (eq. 16 and eq. 17 weighted alike, as the paper writes them). With ``"group"`` the batch value is
+            ``mean_{labeled} l_b + w * mean_{unlabeled} l_b``; ``w = 0`` trains on the labeled images of the batch
+            only. The paper gives no such weight; semi-supervised methods usually weight the unlabeled loss
+            (FixMatch's ``lambda_u``, the mean-teacher consistency weight). Only with ``reduction="group"``.
 
     Raises:
-        ValueError: when ``smooth`` < 0, ``alpha`` < 0, ``sup_loss`` or ``reduction`` is unknown; (when called) when
+        ValueError: when ``smooth`` < 0, ``alpha`` < 0, ``unlabeled_weight`` < 0 (or not 1 with ``"batch"``),
+            ``sup_loss`` or ``reduction`` is unknown; (when called) when
             the target is not the 4-channel packed label of :class:`common.engines.PrepareBatchSemiSupervised` with
             the input's batch and spatial size.
 
@@ -334,8 +342,19 @@ class LViTSemiSupervisedLoss(LViTDiceCELoss):
         lv_eps: float = 1e-8,
         sup_loss: str = "paper",
         reduction: str = "group",
+        unlabeled_weight: float = 1.0,
     ) -> None:
         super().__init__(dice_weight=dice_weight, ce_weight=ce_weight, smooth=smooth, sup_loss=sup_loss)
+        if not (
+            isinstance(unlabeled_weight, (int, float)) and math.isfinite(unlabeled_weight) and unlabeled_weight >= 0
+        ):
+            raise ValueError(f"unlabeled_weight must be a finite number >= 0, got {unlabeled_weight!r}.")
+        if reduction == "batch" and float(unlabeled_weight) != 1.0:
+            raise ValueError(
+                f"unlabeled_weight (unlabeled_loss_weight) {unlabeled_weight} needs reduction='group'; with "
+                "semi_loss_reduction: batch set unlabeled_loss_weight: 1."
+            )
+        self.unlabeled_weight = float(unlabeled_weight)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}.")
         if reduction not in ("group", "batch"):
@@ -370,16 +389,16 @@ class LViTSemiSupervisedLoss(LViTDiceCELoss):
             # supervised_terms averages over all B images; rescale each group's share to a mean over that group
             labeled = 1.0 - unlabeled
             dice_term = ce_term = lv_term = input.sum() * 0.0
-            for group in (labeled, unlabeled):
+            for group, factor in ((labeled, 1.0), (unlabeled, self.unlabeled_weight)):
                 count = float(group.sum())
                 if count == 0:
                     continue
                 d, c = self.supervised_terms(input, target[:, 0:1], valid * group)
-                dice_term = dice_term + d * (batch / count)
-                ce_term = ce_term + c * (batch / count)
+                dice_term = dice_term + d * (factor * batch / count)
+                ce_term = ce_term + c * (factor * batch / count)
             n_unlabeled = float(unlabeled.sum())
             if n_unlabeled > 0:
-                lv_term = self.alpha * lv_per_image.sum() / n_unlabeled
+                lv_term = self.unlabeled_weight * self.alpha * lv_per_image.sum() / n_unlabeled
         self.last_terms = {
             "dice": float(dice_term.detach()),
             "ce": float(ce_term.detach()),

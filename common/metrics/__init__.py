@@ -83,3 +83,4 @@ __all__ = [
     "mask_surface",
     "surface_distances",
 ]
+from .classwise import PerClassDiceMetric, PixelAccuracyMetric, class_index_map, lesion_mask  # noqa: E402,F401

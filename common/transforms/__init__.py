@@ -40,3 +40,4 @@ from common.transforms.text import (
     split_words,
 )
 from common.transforms.text_embedding import HFTextEmbedd
+from common.transforms import corruption  # noqa: E402,F401  (test-time corruptions, common/configs/corruption.json)
