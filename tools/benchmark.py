@@ -10,11 +10,15 @@ Run from the repository root (nothing needs installing; the repository root is p
     python tools/benchmark.py bundles/unet_baseline
     python tools/benchmark.py bundles/unet_baseline --device all --amp --batch_sizes 1 8 --repeats 20 --warmup 3
     python tools/benchmark.py bundles/x --image_size 224 --input_shape text=77 --out out/x.json
+    python tools/benchmark.py bundles/c2seg --network_config pretrain.json --train_config pretrain.json \
+        --override clip_pretrained=False   # a second training stage (C2Seg stage I)
 
 What is measured (same procedure for every bundle, so the numbers are comparable):
 
 - The network is ``network_def`` of ``BUNDLE/configs/inference.json`` (parsed with ``monai.bundle.ConfigParser``,
-  ``bundle_root`` set to BUNDLE), randomly initialised: no checkpoint is loaded.
+  ``bundle_root`` set to BUNDLE), randomly initialised: no checkpoint is loaded. ``--network_config`` and
+  ``--train_config`` name other config files of the bundle (e.g. the ``pretrain.json`` of a two-stage bundle) and
+  ``--override KEY=VALUE`` sets keys in both (values read as Python literals, else kept as strings).
 - Inputs are built from ``BUNDLE/configs/metadata.json`` ``network_data_format.inputs`` in their order, which is the
   forward call order (project contract, "Bundle contract"); see :func:`build_inputs` for the shape/value rules.
 - Parameters: :func:`common.utils.count_forward_parameters` in eval mode and in training mode (batch of 2), next to
@@ -34,6 +38,7 @@ What is measured (same procedure for every bundle, so the numbers are comparable
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import datetime
 import gc
@@ -227,8 +232,15 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: invalid JSON ({e}).") from e
 
 
-def load_network(bundle_root: Path) -> torch.nn.Module:
-    """Instantiate ``network_def`` of ``<bundle_root>/configs/inference.json`` with ``bundle_root`` overridden.
+def load_network(
+    bundle_root: Path, config_name: str = "inference.json", overrides: dict[str, Any] | None = None
+) -> torch.nn.Module:
+    """Instantiate ``network_def`` of ``<bundle_root>/configs/<config_name>`` with ``bundle_root`` overridden.
+
+    Args:
+        bundle_root: the bundle folder.
+        config_name: the config file under ``configs/``. Defaults to ``"inference.json"``.
+        overrides: further ``{key: value}`` set in the config before parsing. Defaults to ``None``.
 
     Raises:
         FileNotFoundError: the config file is missing.
@@ -236,7 +248,7 @@ def load_network(bundle_root: Path) -> torch.nn.Module:
     """
     from monai.bundle import ConfigParser
 
-    config_file = bundle_root / "configs" / "inference.json"
+    config_file = bundle_root / "configs" / config_name
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} not found.")
     parser = ConfigParser()
@@ -244,6 +256,8 @@ def load_network(bundle_root: Path) -> torch.nn.Module:
     if "network_def" not in parser:
         raise ValueError(f"{config_file}: no 'network_def' key.")
     parser["bundle_root"] = str(bundle_root)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
     net = parser.get_parsed_content("network_def")
     if not isinstance(net, torch.nn.Module):
         raise ValueError(f"{config_file}: 'network_def' is a {type(net).__name__}, not a torch.nn.Module.")
@@ -281,9 +295,16 @@ class _FallbackLoss(torch.nn.Module):
 
 
 def make_train_components(
-    bundle_root: Path, network: torch.nn.Module, device: torch.device
+    bundle_root: Path,
+    network: torch.nn.Module,
+    device: torch.device,
+    config_name: str = "train.json",
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[Callable, torch.optim.Optimizer, dict[str, str]]:
     """Loss and optimizer from ``train.json`` (``network``/``network_def``/``device`` substituted), else fallbacks.
+
+    ``config_name`` names another config file under ``configs/`` (default ``"train.json"``); ``overrides`` are
+    further keys set before parsing (default ``None``).
 
     Returns:
         ``(loss_fn, optimizer, info)`` where ``info`` has ``loss``, ``loss_source``, ``optimizer``,
@@ -292,7 +313,7 @@ def make_train_components(
     info: dict[str, str] = {}
     loss_fn: Any = None
     optimizer: Any = None
-    config_file = bundle_root / "configs" / "train.json"
+    config_file = bundle_root / "configs" / config_name
     parser = None
     if config_file.is_file():
         try:
@@ -304,6 +325,8 @@ def make_train_components(
             parser["network"] = network
             parser["network_def"] = network
             parser["device"] = device
+            for key, value in (overrides or {}).items():
+                parser[key] = value
         except Exception as e:  # noqa: BLE001 - any parse problem means: use the fallback, and say why
             parser = None
             info["loss_fallback_reason"] = info["optimizer_fallback_reason"] = f"{config_file}: {_first_line(e)}"
@@ -333,12 +356,12 @@ def make_train_components(
         loss_fn = _FallbackLoss()
         info.update(loss="BCEWithLogitsLoss", loss_source="fallback")
     else:
-        info.update(loss=type(loss_fn).__name__, loss_source="train.json#loss")
+        info.update(loss=type(loss_fn).__name__, loss_source=f"{config_name}#loss")
     if optimizer is None:
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
         info.update(optimizer="Adam(lr=1e-4)", optimizer_source="fallback")
     else:
-        info.update(optimizer=type(optimizer).__name__, optimizer_source="train.json#optimizer")
+        info.update(optimizer=type(optimizer).__name__, optimizer_source=f"{config_name}#optimizer")
     return loss_fn, optimizer, info
 
 
@@ -347,9 +370,11 @@ def _make_label(out: Any, batch_size: int, generator: torch.Generator | None = N
     return (torch.rand((batch_size, 1, *logits.shape[2:]), generator=generator) > 0.5).float()
 
 
-def _probe_train(bundle_root: Path, network: torch.nn.Module, values: list[Any]) -> tuple[dict[str, str], torch.Tensor]:
+def _probe_train(
+    bundle_root: Path, network: torch.nn.Module, values: list[Any], config_name: str = "train.json", overrides=None
+) -> tuple[dict[str, str], torch.Tensor]:
     """Run one CPU training step with the train.json loss/optimizer; replace what fails by the fallbacks."""
-    loss_fn, optimizer, info = make_train_components(bundle_root, network, torch.device("cpu"))
+    loss_fn, optimizer, info = make_train_components(bundle_root, network, torch.device("cpu"), config_name, overrides)
     network.train()
     out = network(*values)
     label = _make_label(out, _batch_of(values))
@@ -414,7 +439,7 @@ def _time_train_step(
     use_fallback_loss: bool,
     args: Any,
 ) -> dict[str, Any]:
-    loss_fn, optimizer, _ = make_train_components(bundle_root, network, device)
+    loss_fn, optimizer, _ = make_train_components(bundle_root, network, device, args.train_config, args.overrides)
     if use_fallback_loss:
         loss_fn = _FallbackLoss()
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
@@ -500,13 +525,23 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         devices = [args.device]
     amp_dtype = parse_dtype(args.amp_dtype, "--amp_dtype")
 
+    overrides: dict[str, Any] = {}
+    for item in args.override or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--override {item!r}: expected KEY=VALUE.")
+        try:
+            overrides[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[key] = text
+    args.overrides = overrides
     torch.manual_seed(args.seed)
-    base = load_network(bundle_root)
+    base = load_network(bundle_root, args.network_config, overrides)
     gen = torch.Generator().manual_seed(args.seed)
     count_values, _ = build_inputs(inputs_desc, 2, args.image_size, input_shapes, gen, where)
     counts_eval = count_forward_parameters(base, *count_values, training=False)
     counts_train = count_forward_parameters(base, *count_values, training=True)
-    train_info, _ = _probe_train(bundle_root, base, count_values)
+    train_info, _ = _probe_train(bundle_root, base, count_values, args.train_config, overrides)
     use_fallback_loss = train_info["loss_source"] == "fallback"
 
     results: list[dict[str, Any]] = []
@@ -559,6 +594,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "amp": bool(args.amp),
             "amp_dtype": str(amp_dtype).replace("torch.", ""),
             "seed": args.seed,
+            "network_config": args.network_config,
+            "train_config": args.train_config,
+            "overrides": args.overrides,
         },
         "inputs": [{**d, "shape": ["B", *d["shape"][1:]] if d["shape"] else None} for d in input_description],
         "parameters": {
@@ -688,6 +726,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"torch CPU threads (default: all usable cores, here {default_threads})",
     )
     ap.add_argument("--seed", type=int, default=0, help="seed for weights and random inputs (default 0)")
+    ap.add_argument(
+        "--network_config",
+        default="inference.json",
+        help="config file under configs/ with network_def (default inference.json)",
+    )
+    ap.add_argument(
+        "--train_config",
+        default="train.json",
+        help="config file under configs/ with loss and optimizer (default train.json)",
+    )
+    ap.add_argument("--override", action="append", metavar="KEY=VALUE", help="set a key in both configs; repeatable")
     ap.add_argument("--out", default=None, help="JSON report path (default: <repo>/out/benchmark_<bundle>.json)")
     return ap
 

@@ -22,4 +22,8 @@ __all__ = [
     "atomic_save",
     "write_per_case_table",
 ]
+
+from .intervention_schedule import InterventionScheduleHandler  # noqa: E402
+
+__all__ += ["InterventionScheduleHandler"]
 from .classwise import PerClassDiceHandler, PixelAccuracyHandler  # noqa: E402,F401

@@ -9,3 +9,15 @@ from .composite import WeightedSumLoss
 from .lvit import LanguageVisionLoss, LViTDiceCELoss, LViTSemiSupervisedLoss
 
 __all__ = ["CausalMinMaxLoss", "WeightedSumLoss", "LanguageVisionLoss", "LViTDiceCELoss", "LViTSemiSupervisedLoss"]
+
+from .mcdrl import MCDRLLoss  # noqa: E402
+
+__all__ += ["MCDRLLoss"]
+
+from .biclip import BiCLIPLoss  # noqa: E402
+
+__all__ += ["BiCLIPLoss"]
+
+from .cacl import CaCLLoss, cacl_soft_targets  # noqa: E402
+
+__all__ += ["CaCLLoss", "cacl_soft_targets"]

@@ -20,3 +20,29 @@ __all__ += ["CausalCLIPSeg", "CARAFE", "CoordConv", "GradientReversal", "Masker"
 from .clip_encoders import CLIPImageEncoder, CLIPTextEncoder, build_clip, load_clip  # noqa: E402
 
 __all__ += ["CLIPImageEncoder", "CLIPTextEncoder", "build_clip", "load_clip"]
+
+from .mcdrl import MCDRL  # noqa: E402
+from .mcdrl_blocks import clip_dense_encoder, encode_mcdrl_prompts  # noqa: E402
+
+__all__ += ["MCDRL", "clip_dense_encoder", "encode_mcdrl_prompts"]
+
+from .biclip import BiCLIP  # noqa: E402
+
+__all__ += ["BiCLIP"]
+
+from .clip_encoders import CLIPTokenTextEncoder  # noqa: E402
+from .kan import KANLinear, TokenizedKANBlock, b_spline_basis  # noqa: E402
+from .c2seg_blocks import BCAM, C2SegDecoder, C2SegEncoder, C2SegFusion, DualAttention, KGate  # noqa: E402
+from .c2seg import (  # noqa: E402
+    C2Seg,
+    C2SegPretrainer,
+    FrozenTextEncoder,
+    HFTokenTextEncoder,
+    c2seg_encoder_state,
+    c2seg_parameter_groups,
+    load_c2seg_encoder,
+)
+
+__all__ += ["CLIPTokenTextEncoder", "KANLinear", "TokenizedKANBlock", "b_spline_basis", "BCAM", "C2SegDecoder"]
+__all__ += ["C2SegEncoder", "C2SegFusion", "DualAttention", "KGate", "C2Seg", "C2SegPretrainer", "FrozenTextEncoder"]
+__all__ += ["HFTokenTextEncoder", "c2seg_encoder_state", "c2seg_parameter_groups", "load_c2seg_encoder"]

@@ -27,7 +27,7 @@ not change the counts):
 
 from __future__ import annotations
 
-__all__ = ["CLIPImageEncoder", "CLIPTextEncoder", "build_clip", "load_clip"]
+__all__ = ["CLIPImageEncoder", "CLIPTextEncoder", "CLIPTokenTextEncoder", "build_clip", "load_clip"]
 
 import copy
 import json
@@ -300,12 +300,74 @@ class CLIPTextEncoder(nn.Module):
                 f"CLIPTextEncoder expects token ids of shape (B, {self.context_length}) (context_length), got shape "
                 f"{list(ids.shape)}; tokenize with the same context_length."
             )
+        x = self.token_states(ids)
+        eot = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
+        return eot @ self.text_projection
+
+    def token_states(self, ids: torch.Tensor) -> torch.Tensor:
+        """
+        The final-LayerNorm output at every position (before ``text_projection``).
+
+        Args:
+            ids: integer token ids of shape (B, context_length).
+
+        Returns:
+            float tensor of shape (B, context_length, width) (the text Transformer width).
+        """
         x = self.token_embedding(ids)
         x = x + self.positional_embedding.to(x.dtype)
         x = self.transformer(x, attn_mask=self.attn_mask)  # (B, L, width): open_clip's Transformer takes NLD
-        x = self.ln_final(x)
-        eot = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
-        return eot @ self.text_projection
+        return self.ln_final(x)
+
+
+class CLIPTokenTextEncoder(CLIPTextEncoder):
+    """
+    :class:`CLIPTextEncoder` returning the projected feature of EVERY token as well as the end-of-text feature.
+
+    C2Seg (paper section 3.1) needs "position-aware token embeddings L (N x d_t) and a sentence embedding l (d_t)"
+    from the frozen CLIP text encoder. Here both are in CLIP's joint embedding space: ``L = ln_final(x) @
+    text_projection`` at all ``context_length`` positions and ``l = L[eot]``, the row at the end-of-text token
+    (``ids.argmax(-1)``), which is exactly :class:`CLIPTextEncoder`'s output; so ``d_t`` = ``output_dim`` (512 for
+    RN101 and ViT-B). Positions after the end token hold features of the padding (the causal mask keeps them
+    from changing the earlier ones).
+
+    Args:
+        clip_model: as :class:`CLIPTextEncoder`.
+        context_length: as :class:`CLIPTextEncoder`. Defaults to 20.
+
+    Attributes:
+        output_dim: ``d_t``, the size of both outputs.
+        token_dim: ``d_t`` (same as ``output_dim``).
+
+    Examples::
+
+        text_encoder = CLIPTokenTextEncoder(load_clip("RN101", weights="/data/clip/RN101.pt"), context_length=20)
+        tokens, sentence = text_encoder(ids)  # (B, 20, 512), (B, 512)
+    """
+
+    def __init__(self, clip_model: nn.Module, context_length: int = 20) -> None:
+        super().__init__(clip_model, context_length)
+        self.token_dim = self.output_dim
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """
+        Args:
+            ids: integer token ids of shape (B, context_length).
+
+        Returns:
+            ``(L, l)``: token features (B, context_length, output_dim) and end-of-text features (B, output_dim).
+
+        Raises:
+            ValueError: when ``ids`` is not 2-D with ``context_length`` columns.
+        """
+        if ids.dim() != 2 or ids.shape[1] != self.context_length:
+            raise ValueError(
+                f"CLIPTokenTextEncoder expects token ids of shape (B, {self.context_length}) (context_length), got "
+                f"shape {list(ids.shape)}; tokenize with the same context_length."
+            )
+        tokens = self.token_states(ids) @ self.text_projection
+        sentence = tokens[torch.arange(tokens.shape[0], device=tokens.device), ids.argmax(dim=-1)]
+        return tokens, sentence
 
 
 def _model_config(model_name: str | os.PathLike) -> tuple[dict[str, Any], str]:

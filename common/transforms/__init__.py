@@ -41,3 +41,5 @@ from common.transforms.text import (
 )
 from common.transforms.text_embedding import HFTextEmbedd
 from common.transforms import corruption  # noqa: E402,F401  (test-time corruptions, common/configs/corruption.json)
+from common.transforms.class_map import BinaryFromClassIndexd, ClassIndexMapd, LesionProbabilityd  # noqa: E402,F401
+from common.transforms import biclip  # noqa: E402,F401  (BiCLIP's in-network IAC augmentations)

@@ -36,3 +36,7 @@ __all__ = [
     "reset_peak_rss",
     "track_peak_memory",
 ]
+
+from .stage_checkpoint import check_stage_checkpoint  # noqa: E402
+
+__all__ += ["check_stage_checkpoint"]
