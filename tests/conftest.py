@@ -29,6 +29,46 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+NOTE_WORDS = "unilateral bilateral pulmonary infection , one two three four infected area areas all upper middle lower"
+TINY_BERT_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *NOTE_WORDS.split(),
+    "left",
+    "right",
+    "and",
+    "lung",
+    ".",
+]
+"""The word-piece vocabulary of :func:`save_tiny_bert`: BERT's special tokens, then the words of the QaTa-style notes."""
+
+
+def save_tiny_bert(folder: Path, **config) -> Path:
+    """Save a tiny random BERT and its word-piece tokenizer to ``folder``, as a user saves a real model.
+
+    Args:
+        folder: the model folder to write (``config.json``, weights, ``vocab.txt``, tokenizer files).
+        config: ``transformers.BertConfig`` fields overriding the tiny defaults (hidden size 16, one layer, two heads).
+
+    Returns:
+        ``folder``.
+    """
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    vocab = TINY_BERT_VOCAB
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = folder.parent / f"{folder.name}_vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    fields = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, **config}
+    BertModel(BertConfig(vocab_size=len(vocab), **fields)).save_pretrained(str(folder))
+    BertTokenizer(vocab=str(vocab_file)).save_pretrained(str(folder))
+    return folder
+
+
 @pytest.fixture()
 def no_network(monkeypatch):
     """Make every socket connection fail, to prove that building and loading models stays offline."""

@@ -282,19 +282,9 @@ def test_bundle_frozen_bert_path_and_term_logging(tmp_path):
     """The paper's text path: a tiny random BERT saved to a folder and loaded through the bundle keys
     (``text_encoder: bert``); its vectors are cached and pooled in the network; every eq. 8 term is logged."""
     from monai.bundle import ConfigWorkflow
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from conftest import save_tiny_bert
 
-    words = "unilateral bilateral pulmonary infection , one two three four infected area areas all upper middle lower"
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words.split(), "left", "right", "and", "lung", "."]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    folder = tmp_path / "tiny_bert"
-    torch.manual_seed(0)
-    BertModel(
-        BertConfig(
-            vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-        )
-    ).save_pretrained(str(folder))
-    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(str(folder))
+    folder = save_tiny_bert(tmp_path / "tiny_bert", intermediate_size=32)
     over = tiny_overrides(
         "biclip",
         tmp_path / "data",

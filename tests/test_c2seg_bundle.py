@@ -180,20 +180,11 @@ def test_presets_agree_between_stages_and_inference():
 def test_bert_text_encoder_from_a_local_folder_rows_g_h(tmp_path):
     """Table 3 rows g, h: a BERT-family encoder (BioBERT, PubMedBERT) from a local folder through the bundle's keys;
     a tiny random BERT stands in, saved as a user's model folder would be."""
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from conftest import TINY_BERT_VOCAB, save_tiny_bert
 
     from common.networks.c2seg import HFTokenTextEncoder
 
-    words = (
-        "unilateral bilateral pulmonary infection , one two infected area areas upper middle lower left right lung ."
-    )
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words.split()]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    folder = tmp_path / "tiny_bert"
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
-    BertModel(config).save_pretrained(str(folder))
-    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(str(folder))
+    folder = save_tiny_bert(tmp_path / "tiny_bert")
 
     parser = _parser(tmp_path, text_model="hf", hf_text_path=str(folder))
     assert parser.get_parsed_content("clip") is None and parser.get_parsed_content("token_mask") == "nonzero"
@@ -202,7 +193,7 @@ def test_bert_text_encoder_from_a_local_folder_rows_g_h(tmp_path):
     ids = parser.get_parsed_content("tokenizer")(
         ["Unilateral pulmonary infection, one infected area, lower left lung."]
     )
-    assert ids.ids.shape == (1, 24) and int(ids.ids[0, 0]) == vocab.index("[CLS]")
+    assert ids.ids.shape == (1, 24) and int(ids.ids[0, 0]) == TINY_BERT_VOCAB.index("[CLS]")
     assert net(torch.rand(1, 3, 32, 32), ids.ids).shape == (1, 1, 32, 32)
     stage1 = _parser(tmp_path, ("pretrain.json",), text_model="hf", hf_text_path=str(folder))
     assert stage1.get_parsed_content("network_def").embed_dim == 16

@@ -67,19 +67,9 @@ def test_text_free_variant_and_bad_keys(tmp_path):
 def test_frozen_bert_text_encoder_path(tmp_path):
     """The paper setting: frozen BERT-family word vectors, cached, fed as (num_tokens, hidden) embeddings. A tiny
     random BERT is saved to a folder and loaded through the bundle's own keys, as a user points at a real model."""
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from conftest import save_tiny_bert
 
-    words = "unilateral bilateral pulmonary infection , one two three four infected area areas all upper middle lower"
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words.split(), "left", "right", "and", "lung", "."]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    folder = tmp_path / "tiny_bert"
-    torch.manual_seed(0)
-    BertModel(
-        BertConfig(
-            vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-        )
-    ).save_pretrained(str(folder))
-    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(str(folder))
+    folder = save_tiny_bert(tmp_path / "tiny_bert", intermediate_size=32)
 
     wf = _workflow(tmp_path, text_encoder="bert", text_encoder_path=str(folder), text_dim=16, max_epochs=1)
     assert wf.parser.get_parsed_content("text_key") == "text_emb"

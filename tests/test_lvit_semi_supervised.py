@@ -852,19 +852,12 @@ def test_bundle_uses_frozen_text_features_for_the_contrastive_label(tmp_path):
     """With ``text_encoder: bert`` the contrastive label (eq. 13) is chosen by the mean frozen token vectors, not by
     bag of words; with the trainable table there are no fixed features and bag of words is used."""
     from monai.bundle import ConfigParser
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from conftest import save_tiny_bert
 
     from common.data.semi_supervised import MeanTokenFeaturizer
     from test_bundles import configs, tiny_overrides
 
-    words = "unilateral bilateral pulmonary infection , one two three four infected area areas all upper middle lower"
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words.split(), "left", "right", "and", "lung", "."]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    folder = tmp_path / "tiny_bert"
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
-    BertModel(config).save_pretrained(str(folder))
-    BertTokenizer(vocab=str(tmp_path / "vocab.txt")).save_pretrained(str(folder))
+    folder = save_tiny_bert(tmp_path / "tiny_bert")
 
     def parser_for(**extra):
         parser = ConfigParser()

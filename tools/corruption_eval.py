@@ -47,10 +47,9 @@ if str(TOOLS_DIR) not in sys.path:
     sys.path.insert(0, str(TOOLS_DIR))
 
 from protocol_steps import (  # noqa: E402
+    STEP_ERRORS,
     resolve_bundles,
     REPO_ROOT,
-    StepMismatchError,
-    SubprocessError,
     bundle_command,
     parse_extra,
     read_metrics_csv,
@@ -222,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = _run(args)
-    except (SubprocessError, StepMismatchError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except STEP_ERRORS as e:
         print(f"[corruption] error: {e}", file=sys.stderr)
         return 1
     out = Path(args.out).resolve()

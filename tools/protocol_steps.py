@@ -50,6 +50,7 @@ from compare import (  # noqa: E402
 __all__ = [
     "REPO_ROOT",
     "SubprocessError",
+    "STEP_ERRORS",
     "StepMismatchError",
     "bundle_command",
     "read_metrics_csv",
@@ -63,6 +64,11 @@ __all__ = [
 
 class StepMismatchError(RuntimeError):
     """A finished step's marker records another command than the one requested."""
+
+
+STEP_ERRORS = (SubprocessError, StepMismatchError, FileNotFoundError, FileExistsError, ValueError)
+"""The errors a protocol tool reports as one ``error:`` line and exit status 1 (a failed step, a changed command in a
+resumed folder, a missing or existing path, a bad argument)."""
 
 
 def bundle_command(python: str, config_files: Sequence[Path], bundle: Path, output_dir: Path, args: list[str]):
