@@ -16,6 +16,10 @@ Format (MONAI Decathlon-style datalist JSON, see ``monai.data.load_decathlon_dat
      "validation": [...], "test": [...]}
 
 ``image`` and ``label`` are relative to the folder holding the datalist; ``site``/``class`` appear only where known.
+Optional path keys (:data:`OPTIONAL_PATH_KEYS`), resolved and checked like ``image``/``label`` when present:
+``lungs``, a lung field file (a zone map as the synthetic chest set writes, or a binary lung mask) that the
+text-mask consistency metric (:mod:`common.metrics.text_consistency`) uses for the lung side and zones; a split
+has it in every entry or in none (batches collate the same keys).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from common.data.report import DataProblem, ReaderReport, report_path_for
 __all__ = [
     "DATALIST_FILE_NAME",
     "DATALIST_SPLITS",
+    "OPTIONAL_PATH_KEYS",
     "SYNTHETIC_KINDS",
     "write_datalist",
     "load_datalist",
@@ -49,6 +54,8 @@ __all__ = [
 DATALIST_FILE_NAME = "datalist.json"
 #: The split lists a datalist written by this project has; labels are required in the first two.
 DATALIST_SPLITS: tuple[str, ...] = ("training", "validation", "test")
+#: Entry keys that are paths when present (resolved and checked like ``image``/``label``); see the module docstring.
+OPTIONAL_PATH_KEYS: tuple[str, ...] = ("lungs",)
 #: ``synthetic`` values accepted by :func:`ensure_datalist`.
 SYNTHETIC_KINDS: tuple[str, ...] = ("chest_xray", "endoscopy")
 
@@ -236,6 +243,20 @@ def check_datalist_split(
                 missing.append(
                     DataProblem(split, i, key, f"key {key!r} file {path!r} does not exist", missing_file=True)
                 )
+        for key in OPTIONAL_PATH_KEYS:
+            if key not in item:
+                continue
+            value = item[key]
+            if not isinstance(value, str) or not value.strip():
+                problems.append(
+                    DataProblem(split, i, key, f"key {key!r} must be a non-empty path string, got {value!r}")
+                )
+                continue
+            item[key] = os.path.normpath(os.path.join(base, value))
+            if check_files and not os.path.isfile(item[key]):
+                missing.append(
+                    DataProblem(split, i, key, f"key {key!r} file {item[key]!r} does not exist", missing_file=True)
+                )
         text = item.get("text")
         image = str(item.get("image", "?"))
         if "text" not in item:
@@ -248,6 +269,19 @@ def check_datalist_split(
             if key in item and not isinstance(item[key], str):
                 problems.append(DataProblem(split, i, key, f"key {key!r} must be a string, got {item[key]!r}"))
         out.append((i, item))
+    for key in OPTIONAL_PATH_KEYS:
+        having = [i for i, item in out if key in item]
+        if having and len(having) < len(out):
+            lacking = [i for i, item in out if key not in item]
+            problems.append(
+                DataProblem(
+                    split,
+                    lacking[0],
+                    key,
+                    f"key {key!r} is in {len(having)} entries of the split but not in {len(lacking)} (first: entry "
+                    f"{lacking[0]}); give it to every entry or to none",
+                )
+            )
     return out, problems + missing
 
 
@@ -301,6 +335,8 @@ def _generate_synthetic(
                 name="synthetic_endoscopy",
                 strict=True,
             )
+        if synthetic == "chest_xray":
+            _attach_lung_fields(datalist, tmp)
         datalist["root"] = report.root = str(dataset_dir)
         write_datalist(datalist, tmp / DATALIST_FILE_NAME, report)
         if dataset_dir.exists():
@@ -309,6 +345,16 @@ def _generate_synthetic(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _attach_lung_fields(datalist: dict, root: Path) -> None:
+    """Add ``lungs`` (``<Split>_Folder/lungs/<image file name>``, relative) to the entries whose file exists."""
+    for split in DATALIST_SPLITS:
+        for entry in datalist.get(split) or []:
+            image = Path(entry["image"])
+            lungs = image.parent.parent / "lungs" / image.name
+            if (root / lungs).is_file():
+                entry["lungs"] = lungs.as_posix()
 
 
 def ensure_datalist(

@@ -13,6 +13,10 @@ Two generators write image/mask/text sets that the real-data readers accept unch
   the train AND val rows (the file LViT's QaTa branch of ``train_model.py`` reads) and
   ``Test_Folder/Test_text.xlsx``; sheet ``Sheet1``, columns ``Image`` (the MASK file name ``mask_<name>.png``,
   QaTa's key) and ``Description`` (a QaTa-grammar sentence, see :mod:`common.data.synthetic_text`).
+  Beside them, ``{Train,Val,Test}_Folder/lungs/<name>.png`` is the lung zone map of the drawn lungs
+  (:func:`common.data.synthetic_cxr.lung_zone_map`: 0 outside the lungs, 1-3 the left lung's upper/middle/lower
+  zone, 4-6 the right lung's, viewer's side), which :func:`common.data.ensure_datalist` puts in each entry's
+  ``lungs`` key for the text-mask consistency metric (:mod:`common.metrics.text_consistency`).
 * :func:`generate_endoscopy_dataset` -- RGB endoscopy phantoms (:mod:`common.data.synthetic_endoscopy`) in the
   layout of the **MAdapter (MICCAI 2024) polyp text annotations**: ``images/<name>.png``, ``masks/<name>.png``
   (0/255), ``Synthetic_train.csv`` and ``Synthetic_test.csv`` written UTF-8 WITH a byte-order mark like
@@ -106,8 +110,10 @@ __all__ = [
     "size_word",
 ]
 
-GENERATOR_VERSION: int = 1
-"""Bumped whenever the drawing changes, so an old synthetic folder is not mistaken for a current one."""
+GENERATOR_VERSION: int = 2
+"""Bumped whenever the drawing or the files written change, so an old synthetic folder is not mistaken for a current
+one. 2: the chest X-ray set also writes the lung zone maps (``<Split>_Folder/lungs/``); images, masks and text are
+byte-identical to version 1."""
 
 MARKER_FILE: str = "synthetic.json"
 """Name of the marker file written at the root of every synthetic data set."""
@@ -291,9 +297,10 @@ def generate_chest_xray_dataset(
 
         <root>/Train_Folder/img/<name>.png            8-bit grayscale
         <root>/Train_Folder/labelcol/mask_<name>.png  0/255
+        <root>/Train_Folder/lungs/<name>.png          lung zone map (0 outside, 1-3 left, 4-6 right lung zones)
         <root>/Train_Folder/Train_Val_text.xlsx       train AND val rows: Image = mask_<name>.png, Description
-        <root>/Val_Folder/{img,labelcol}/...
-        <root>/Test_Folder/{img,labelcol}/...
+        <root>/Val_Folder/{img,labelcol,lungs}/...
+        <root>/Test_Folder/{img,labelcol,lungs}/...
         <root>/Test_Folder/Test_text.xlsx
         <root>/sites.csv                               Image = <name>.png, site (site_0..site_3), class = covid
         <root>/synthetic.json                          marker
@@ -337,14 +344,16 @@ def generate_chest_xray_dataset(
         site_rows = []
         for split, count in splits.items():
             img_dir, mask_dir = path / folders[split] / "img", path / folders[split] / "labelcol"
-            img_dir.mkdir(parents=True, exist_ok=True)
-            mask_dir.mkdir(parents=True, exist_ok=True)
+            lung_dir = path / folders[split] / "lungs"
+            for folder in (img_dir, mask_dir, lung_dir):
+                folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):
                 name = f"cxr_{split}_{index:05d}"
                 rng = image_rng(seed, "chest_xray", split, index)
                 sample = render_chest_xray(rng, int(image_size), _cxr_site(index))
                 _save_png(sample.image, img_dir / f"{name}.png")
                 _save_png(sample.mask, mask_dir / f"mask_{name}.png")
+                _save_png(sample.lung_zones, lung_dir / f"{name}.png")
                 text_rows["test" if split == "test" else "train_val"].append((f"mask_{name}.png", sample.sentence))
                 site_rows.append((f"{name}.png", sample.site, "covid"))
         _write_xlsx(path / "Train_Folder" / "Train_Val_text.xlsx", text_rows["train_val"])

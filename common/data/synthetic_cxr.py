@@ -22,6 +22,10 @@ Zone geometry (shared by the renderer, the sentence and any check of it; see :fu
   below it as lower. A lesion involves a zone when ANY of its mask pixels lies in that zone's rows; the
   renderer rejects lesions covering less than 15% of their area in a zone they touch, so no lesion merely
   grazes a boundary (the description survives mild resizing).
+* :func:`lung_zone_map` writes this geometry out: the drawn lung fields labelled by lung and zone
+  (:data:`LUNG_ZONE_LABELS`), returned as ``ChestXraySample.lung_zones`` without any further random draw, so the
+  image, mask and sentence of a seed are unchanged; the text-mask consistency metric
+  (:mod:`common.metrics.text_consistency`) reads it as the image's lung fields.
 * The sentence (see :mod:`common.data.synthetic_text`) counts connected lesions (4- and 8-connectivity agree:
   lesions are kept at least 2 pixels apart) and lists, per lung, the union of its lesions' zones.
 
@@ -43,17 +47,25 @@ __all__ = [
     "CXR_SITES",
     "CXR_SITE_STYLES",
     "LUNG_BAND",
+    "LUNG_ZONE_LABELS",
     "MIN_ZONE_FRACTION",
     "LungLesion",
     "LungDistractor",
     "ChestXraySample",
     "lung_zone_edges",
     "lesion_zones",
+    "lung_zone_map",
     "render_chest_xray",
 ]
 
 LUNG_BAND: tuple[float, float] = (0.12, 0.88)
 """Top and bottom of the lung band, as fractions of the image height; cut into three equal zones."""
+
+LUNG_ZONE_LABELS: dict[tuple[str, str], int] = {
+    (lung, zone): 1 + 3 * i + j for i, lung in enumerate(LUNGS) for j, zone in enumerate(LUNG_ZONES)
+}
+"""Values of the lung zone map (:func:`lung_zone_map`): ``("left", "upper") -> 1``, ``("left", "middle") -> 2``,
+``("left", "lower") -> 3``, ``("right", "upper") -> 4`` ... ``("right", "lower") -> 6``; 0 outside the lungs."""
 
 MIN_ZONE_FRACTION: float = 0.15
 """Smallest share of a lesion's pixels allowed in a zone it touches (renderer rejection rule)."""
@@ -123,6 +135,8 @@ class ChestXraySample:
         distractors: the lesion-like distractors (not in ``mask``, not described).
         sentence: the QaTa-style description of ``lesions``.
         site: the acquisition style used, one of :data:`CXR_SITES`.
+        lung_zones: uint8 ``(H, W)`` lung zone map of the drawn lungs (:func:`lung_zone_map`, values
+            :data:`LUNG_ZONE_LABELS`); every lesion pixel lies in it, in the zone its sentence names.
     """
 
     image: np.ndarray = field(repr=False)
@@ -131,6 +145,7 @@ class ChestXraySample:
     distractors: list[LungDistractor]
     sentence: str
     site: str
+    lung_zones: np.ndarray | None = field(default=None, repr=False)
 
 
 def lung_zone_edges(image_size: int) -> tuple[int, int]:
@@ -184,6 +199,33 @@ def lesion_zones(component: np.ndarray) -> tuple[str, tuple[str, ...]]:
     lung = "left" if cols[-1] < midline else "right"
     fractions = _zone_fractions(component)
     return lung, tuple(zone for zone, share in zip(LUNG_ZONES, fractions) if share > 0)
+
+
+def lung_zone_map(lungs: np.ndarray) -> np.ndarray:
+    """The lung zone map of a lung field mask, by the zone geometry of this module.
+
+    Args:
+        lungs: boolean ``(H, W)`` mask of both lung fields (square image); neither reaches the midline.
+
+    Returns:
+        uint8 ``(H, W)``: 0 outside the lungs, else :data:`LUNG_ZONE_LABELS` of ``(lung, zone)``, the lung being
+        ``"left"`` in columns ``< W // 2`` (viewer's left) and the zone given by the rows of
+        :func:`lung_zone_edges`, exactly as :func:`lesion_zones` assigns a lesion pixel.
+
+    Raises:
+        ValueError: when ``lungs`` is not 2D.
+    """
+    lungs = np.asarray(lungs, dtype=bool)
+    if lungs.ndim != 2:
+        raise ValueError(f"lungs must be a 2D mask, got shape {lungs.shape}.")
+    height, width = lungs.shape
+    middle_start, lower_start = lung_zone_edges(height)
+    zone_of_row = np.zeros(height, dtype=np.uint8)
+    zone_of_row[middle_start:lower_start] = 1
+    zone_of_row[lower_start:] = 2
+    lung_of_col = (np.arange(width) >= width // 2).astype(np.uint8)
+    labels = 1 + 3 * lung_of_col[None, :] + zone_of_row[:, None]
+    return np.where(lungs, labels, 0).astype(np.uint8)
 
 
 @dataclass
@@ -403,4 +445,5 @@ def render_chest_xray(rng: np.random.Generator, image_size: int = 256, site: str
     for les in lesions:
         mask[les.mask] = 255
     sentence = describe_lung_lesions([(les.lung, les.zones) for les in lesions])
-    return ChestXraySample(to_uint8(image), mask, lesions, distractors, sentence, site)
+    zones = lung_zone_map(anatomy.lungs)  # no random draw: the image, mask and sentence are unchanged
+    return ChestXraySample(to_uint8(image), mask, lesions, distractors, sentence, site, zones)

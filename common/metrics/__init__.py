@@ -84,3 +84,12 @@ __all__ = [
     "surface_distances",
 ]
 from .classwise import PerClassDiceMetric, PixelAccuracyMetric, class_index_map, lesion_mask  # noqa: E402,F401
+from .text_consistency import (  # noqa: E402,F401
+    LungFields,
+    NoteAttributes,
+    NoteParseError,
+    mask_attributes,
+    parse_note,
+    score_consistency,
+    try_parse_note,
+)
