@@ -3,11 +3,16 @@
 # you may not use this file except in compliance with the License.
 # You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 
-"""Benchmark one bundle's network: parameters used in forward, inference latency, training-step time, peak memory.
+"""Benchmark bundles: parameters used in forward, inference latency, training-step time, peak memory, the share of
+a training iteration spent waiting for data, and the data pipeline's memory and epoch time alone.
 
 Run from the repository root (nothing needs installing; the repository root is put on ``sys.path``)::
 
     python tools/benchmark.py bundles/unet_baseline
+    python tools/benchmark.py --all --device cpu --batch_sizes 1 8 --data_wait    # one table of every bundle
+    python tools/benchmark.py bundles/lvit bundles/biclip --data_wait --table out/two.md
+    python tools/benchmark.py bundles/lvit --pipeline_epochs 2 --batch_sizes 8 \
+        --override dataset_dir=/data/QaTa-COV19 --override synthetic=None --override cache_mode=disk   # "Scale"
     python tools/benchmark.py bundles/unet_baseline --device all --amp --batch_sizes 1 8 --repeats 20 --warmup 3
     python tools/benchmark.py bundles/x --image_size 224 --input_shape text=77 --out out/x.json
     python tools/benchmark.py bundles/c2seg --network_config pretrain.json --train_config pretrain.json \
@@ -33,6 +38,21 @@ What is measured (same procedure for every bundle, so the numbers are comparable
 - Timing: :func:`common.utils.measure_latency` (median and p90 of ``--repeats`` calls after ``--warmup`` calls,
   CUDA synchronised). Peak memory: :func:`common.utils.track_peak_memory` (CPU: process peak RSS; CUDA:
   ``max_memory_allocated``).
+- Data wait (``--data_wait``): the bundle's real training, i.e. ``train#trainer`` of ``train.json`` with its own
+  ``DataLoader``, transforms, ``cache_mode``, ``num_workers``, ``prepare_batch``, loss and iteration handlers, at each
+  batch size and precision (AMP through the bundle's ``amp`` key, i.e. MONAI's float16 autocast and scaler, so
+  ``--amp_dtype`` does not apply), for ``--warmup`` + ``--data_wait_iters`` iterations: the share of the iteration
+  time spent in ``next(loader)`` (:class:`common.handlers.DataWaitHandler`; :func:`measure_data_wait`). Validation,
+  the pre-flight and the progress bar are off, CLIP weights are not downloaded (``clip_pretrained=False``); the data
+  is the bundle's own (``--override dataset_dir=...`` for another set, ``--override num_workers=0`` on a busy CPU).
+  ``--data_wait_only`` skips the bare-network timing.
+- Several bundles (named, or ``--all``): one JSON per bundle and one Markdown table of all
+  (:func:`format_summary_markdown`, ``--table``).
+- Pipeline only (``--pipeline_epochs N``): no network; ``N`` passes over ``train#dataloader``, the time to build the
+  dataset (a memory cache is filled there), each pass's time, the process's peak RSS, the largest DataLoader
+  worker's peak RSS and the files of a ``cache_mode: disk`` cache (:func:`measure_pipeline`).
+
+Bad input (a folder that is not a bundle, a malformed ``--override``) ends with a message naming it and status 1.
 """
 
 from __future__ import annotations
@@ -66,6 +86,11 @@ __all__ = [
     "make_train_components",
     "run_benchmark",
     "format_markdown",
+    "format_summary_markdown",
+    "format_pipeline_markdown",
+    "measure_data_wait",
+    "measure_pipeline",
+    "parse_train_config",
     "main",
 ]
 
@@ -494,6 +519,212 @@ def _environment(threads: int) -> dict[str, Any]:
     return env
 
 
+_DATA_WAIT_SETTINGS = {"progress_bar": False, "preflight": False, "resume": False, "val_interval": 10**9}
+"""Keys set in ``train.json`` for the data-wait and pipeline measurements (no validation, no pre-flight, no bar)."""
+
+
+def parse_train_config(
+    bundle_root: Path,
+    output_dir: Path,
+    config_name: str = "train.json",
+    settings: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+):
+    """
+    ``BUNDLE/configs/<config_name>`` as a ``monai.bundle.ConfigParser`` set up for a measurement run.
+
+    Set, in this order: ``bundle_root``; ``output_dir`` (checkpoints, logs and a ``cache_mode: disk`` cache go
+    there); :data:`_DATA_WAIT_SETTINGS`; ``clip_pretrained=False`` where the config has that key (random weights,
+    as for the network timing: no download); ``settings``; then ``overrides`` (the user's ``--override``, applied
+    last so that they win).
+
+    Args:
+        bundle_root: the bundle folder.
+        output_dir: a scratch folder for what the run writes.
+        config_name: the training config under ``configs/``; default ``"train.json"``.
+        settings: keys the measurement sets (``device``, ``batch_size``, ``amp``, ``image_size``); default ``None``.
+        overrides: the user's ``--override`` keys; default ``None``.
+
+    Raises:
+        FileNotFoundError: the config file is missing.
+    """
+    from monai.bundle import ConfigParser
+
+    config_file = bundle_root / "configs" / config_name
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found.")
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    parser["bundle_root"] = str(bundle_root)
+    parser["output_dir"] = str(output_dir)
+    for key, value in _DATA_WAIT_SETTINGS.items():
+        parser[key] = value
+    if "clip_pretrained" in parser:
+        parser["clip_pretrained"] = False
+    for key, value in {**(settings or {}), **(overrides or {})}.items():
+        parser[key] = value
+    return parser
+
+
+def _loader_settings(parser) -> dict[str, Any]:
+    out = {}
+    for key in ("cache_mode", "num_workers", "batch_size"):
+        try:
+            out[key] = parser.get_parsed_content(key)
+        except Exception:  # noqa: BLE001 - an older bundle without the key
+            out[key] = None
+    return out
+
+
+def measure_data_wait(
+    bundle_root: Path,
+    device: torch.device,
+    batch_size: int,
+    amp: bool,
+    args: Any,
+) -> dict[str, Any]:
+    """
+    The share of a training iteration spent waiting for data, on the bundle's own training pipeline.
+
+    ``train#trainer`` of the training config (its ``DataLoader`` with the bundle's transforms, ``cache_mode``,
+    ``num_workers``; its ``prepare_batch``, loss, optimizer and iteration handlers) is built with
+    :func:`parse_train_config` (``batch_size``, ``device``, ``amp`` and ``image_size`` set, the ``initialize``
+    steps run) and trained for ``--warmup`` + ``--data_wait_iters`` iterations, timed by
+    :class:`common.handlers.DataWaitHandler`. Building the trainer (including filling a memory cache) is timed
+    separately as ``prepare_s``.
+
+    Args:
+        bundle_root: the bundle folder.
+        device: the training device.
+        batch_size: the training batch size.
+        amp: train with the bundle's ``amp`` switch on.
+        args: the parsed command line (``train_config``, ``image_size``, ``warmup``, ``data_wait_iters``,
+            ``overrides``).
+
+    Returns:
+        the :meth:`common.handlers.DataWaitHandler.summary` plus ``prepare_s``, ``peak_memory``, ``cache_mode``,
+        ``num_workers`` and ``batch_size`` as run.
+    """
+    import tempfile
+    import time
+
+    from common.handlers import DataWaitHandler
+
+    settings: dict[str, Any] = {"device": device, "batch_size": batch_size, "amp": bool(amp)}
+    if args.image_size is not None:
+        settings["image_size"] = args.image_size
+    with tempfile.TemporaryDirectory(prefix="data_wait_") as scratch:
+        parser = parse_train_config(bundle_root, Path(scratch), args.train_config, settings, args.overrides)
+        with track_peak_memory(device) as mem:
+            start = time.perf_counter()
+            if "initialize" in parser:
+                parser.get_parsed_content("initialize")
+            trainer = parser.get_parsed_content("train#trainer")
+            prepare_s = time.perf_counter() - start
+            timer = DataWaitHandler(warmup=args.warmup, iterations=args.data_wait_iters, device=device)
+            timer.attach(trainer)
+            epoch_length = max(1, len(trainer.data_loader))
+            trainer.state.max_epochs = (args.warmup + args.data_wait_iters) // epoch_length + 2
+            trainer.run()
+        result = {**timer.summary(), "prepare_s": prepare_s, "peak_memory": mem, **_loader_settings(parser)}
+        del trainer, parser
+        _release(device)
+    return result
+
+
+def measure_pipeline(args: argparse.Namespace, bundle_root: Path) -> dict[str, Any]:
+    """
+    Memory and epoch time of a bundle's training data pipeline alone (no network): ``--pipeline_epochs`` passes
+    over ``train#dataloader`` of the training config (see :func:`parse_train_config`; ``--override`` sets
+    ``cache_mode``, ``dataset_dir``, ``num_workers``, ...).
+
+    Returns:
+        ``{"bundle", "settings", "items", "prepare_s" (building the dataset: a memory cache is filled here),
+        "epoch_s" (one value per pass), "peak_rss_mib" (this process), "children_peak_rss_mib" (the largest
+        DataLoader worker, ``ru_maxrss`` of the waited-for children; ``None`` with ``num_workers`` 0),
+        "cache_files", "cache_mib"}``.
+    """
+    import resource
+    import tempfile
+    import time
+
+    settings: dict[str, Any] = {"device": torch.device("cpu")}
+    if args.image_size is not None:
+        settings["image_size"] = args.image_size
+    if args.batch_sizes:
+        settings["batch_size"] = args.batch_sizes[0]
+    with tempfile.TemporaryDirectory(prefix="pipeline_") as scratch:
+        parser = parse_train_config(bundle_root, Path(scratch), args.train_config, settings, args.overrides)
+        with track_peak_memory("cpu") as mem:
+            start = time.perf_counter()
+            loader = parser.get_parsed_content("train#dataloader")
+            prepare_s = time.perf_counter() - start
+            epochs = []
+            for _ in range(args.pipeline_epochs):
+                start = time.perf_counter()
+                for _batch in loader:
+                    pass
+                epochs.append(time.perf_counter() - start)
+        cache_dir = Path(str(parser.get_parsed_content("cache_dir"))) if "cache_dir" in parser else None
+        files = [p for p in cache_dir.rglob("*") if p.is_file()] if cache_dir and cache_dir.is_dir() else []
+        items = len(loader.dataset)
+        loader_settings = _loader_settings(parser)
+        del loader, parser
+        gc.collect()
+        cache_mib = sum(p.stat().st_size for p in files) / 2**20
+    # ru_maxrss of the waited-for children (KiB on Linux): the DataLoader workers, when there are any
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if loader_settings["num_workers"] else None
+    return {
+        "bundle": bundle_root.name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "settings": {**loader_settings, "overrides": args.overrides, "image_size": args.image_size},
+        "items": items,
+        "prepare_s": prepare_s,
+        "epoch_s": epochs,
+        "peak_rss_mib": mem["peak_mib"],
+        "children_peak_rss_mib": children,
+        "cache_files": len(files),
+        "cache_mib": cache_mib,
+    }
+
+
+def _fmt_optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def format_pipeline_markdown(reports: Sequence[dict[str, Any]]) -> str:
+    """One Markdown table row per :func:`measure_pipeline` report."""
+    lines = [
+        "| bundle | items | cache_mode | num_workers | batch | prepare s | epoch s (each pass) | peak RSS MiB "
+        "| worker peak RSS MiB | cache files (MiB) |",
+        "|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in reports:
+        s = r["settings"]
+        epochs = ", ".join(f"{e:.1f}" for e in r["epoch_s"])
+        lines.append(
+            f"| {r['bundle']} | {r['items']} | {s['cache_mode']} | {s['num_workers']} | {s['batch_size']} "
+            f"| {r['prepare_s']:.1f} | {epochs} | {r['peak_rss_mib']:.0f} | {_fmt_optional(r['children_peak_rss_mib'])} "
+            f"| {r['cache_files']} ({r['cache_mib']:.0f}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--override KEY=VALUE`` items as a dict (values read as Python literals, else kept as strings)."""
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--override {item!r}: expected KEY=VALUE.")
+        try:
+            overrides[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[key] = text
+    return overrides
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole benchmark described by the parsed command line; return the JSON-ready report."""
     bundle_root = Path(args.bundle).resolve()
@@ -525,15 +756,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         devices = [args.device]
     amp_dtype = parse_dtype(args.amp_dtype, "--amp_dtype")
 
-    overrides: dict[str, Any] = {}
-    for item in args.override or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--override {item!r}: expected KEY=VALUE.")
-        try:
-            overrides[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            overrides[key] = text
+    overrides = _parse_overrides(args.override)
     args.overrides = overrides
     torch.manual_seed(args.seed)
     base = load_network(bundle_root, args.network_config, overrides)
@@ -541,7 +764,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     count_values, _ = build_inputs(inputs_desc, 2, args.image_size, input_shapes, gen, where)
     counts_eval = count_forward_parameters(base, *count_values, training=False)
     counts_train = count_forward_parameters(base, *count_values, training=True)
-    train_info, _ = _probe_train(bundle_root, base, count_values, args.train_config, overrides)
+    if args.data_wait_only:
+        skipped = "not run (--data_wait_only: the data-wait rows train with train.json's own loss and optimizer)"
+        train_info = {"loss": "-", "loss_source": skipped, "optimizer": "-", "optimizer_source": skipped}
+    else:
+        train_info, _ = _probe_train(bundle_root, base, count_values, args.train_config, overrides)
     use_fallback_loss = train_info["loss_source"] == "fallback"
 
     results: list[dict[str, Any]] = []
@@ -558,7 +785,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 values = _to_device(values, device)
                 network = copy.deepcopy(base).to(device)
-                for phase in ("inference", "train_step"):
+                for phase in () if args.data_wait_only else ("inference", "train_step"):
                     try:
                         if phase == "inference":
                             row[phase] = _time_inference(network, values, device, precision, args)
@@ -576,6 +803,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     _release(device)
                 del network, values
                 _release(device)
+                if args.data_wait:
+                    try:
+                        row["data_wait"] = measure_data_wait(
+                            bundle_root, device, batch_size, precision is not None, args
+                        )
+                    except (torch.OutOfMemoryError, RuntimeError) as e:
+                        if not _is_oom(e):
+                            raise
+                        row["data_wait"] = {"error": "out of memory"}
+                    _release(device)
                 results.append(row)
                 print(_row_summary(row), flush=True)
 
@@ -597,6 +834,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "network_config": args.network_config,
             "train_config": args.train_config,
             "overrides": args.overrides,
+            "data_wait": bool(args.data_wait),
+            "data_wait_iters": args.data_wait_iters if args.data_wait else None,
         },
         "inputs": [{**d, "shape": ["B", *d["shape"][1:]] if d["shape"] else None} for d in input_description],
         "parameters": {
@@ -636,15 +875,28 @@ def _fmt_mem(block: dict[str, Any] | None) -> str:
 
 def _row_summary(row: dict[str, Any]) -> str:
     inf, trn = row.get("inference", {}), row.get("train_step", {})
-    return (
+    text = (
         f"[benchmark] {row['device']} {row['precision']} B={row['batch_size']}: "
         f"inference {_fmt_ms(inf, 'median_ms')} ms, train step {_fmt_ms(trn, 'median_ms')} ms"
     )
+    if "data_wait" in row:
+        text += f", data wait {_fmt_share(row['data_wait'])} of {_fmt_ms(row['data_wait'], 'iteration_median_ms')} ms"
+    return text
+
+
+def _fmt_share(block: dict[str, Any] | None) -> str:
+    if not block:
+        return "-"
+    if "error" in block:
+        return block["error"]
+    share = block.get("data_wait_share")
+    return "-" if share is None else f"{100 * share:.1f} %"
 
 
 def format_markdown(report: dict[str, Any]) -> str:
     """Render the report as Markdown: a header list and one table row per device / precision / batch size."""
     p, env, ts = report["parameters"], report["environment"], report["training_setup"]
+    wait = bool(report["settings"].get("data_wait"))
 
     def loss_line(key: str) -> str:
         reason = ts.get(f"{key}_fallback_reason")
@@ -668,8 +920,8 @@ def format_markdown(report: dict[str, Any]) -> str:
         "CUDA = max_memory_allocated",
         "",
         "| device | precision | batch | inference median ms | inference p90 ms | images/s | inference peak MiB "
-        "| train step median ms | train step p90 ms | train peak MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| train step median ms | train step p90 ms | train peak MiB |" + (_DATA_WAIT_HEADER if wait else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---|" if wait else ""),
     ]
     for r in report["results"]:
         inf, trn = r.get("inference"), r.get("train_step")
@@ -677,8 +929,55 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['device']} | {r['precision']} | {r['batch_size']} | {_fmt_ms(inf, 'median_ms')} "
             f"| {_fmt_ms(inf, 'p90_ms')} | {ips} | {_fmt_mem(inf)} | {_fmt_ms(trn, 'median_ms')} "
-            f"| {_fmt_ms(trn, 'p90_ms')} | {_fmt_mem(trn)} |"
+            f"| {_fmt_ms(trn, 'p90_ms')} | {_fmt_mem(trn)} |" + (_data_wait_cells(r.get("data_wait")) if wait else "")
         )
+    if wait:
+        lines += ["", _DATA_WAIT_NOTE]
+    return "\n".join(lines) + "\n"
+
+
+_DATA_WAIT_HEADER = " data wait | loader + step median ms | loader (cache_mode, workers) |"
+_DATA_WAIT_NOTE = (
+    "Data wait: share of the bundle's own training iterations (train.json trainer, DataLoader, transforms, cache) "
+    "spent in next(loader), after the warm-up iterations (common.handlers.DataWaitHandler)."
+)
+
+
+def _data_wait_cells(block: dict[str, Any] | None) -> str:
+    if not block or "error" in block:
+        return f" {_fmt_share(block)} | - | - |"
+    return (
+        f" {_fmt_share(block)} | {_fmt_ms(block, 'iteration_median_ms')} "
+        f"| {block.get('cache_mode')}, {block.get('num_workers')} |"
+    )
+
+
+def format_summary_markdown(reports: Sequence[dict[str, Any]]) -> str:
+    """
+    One table for several bundles (``--all`` or a list of bundles): one row per bundle, device, precision and
+    batch size, with parameters, inference latency, training step time, training peak memory and, when measured,
+    the data-wait share.
+
+    Args:
+        reports: :func:`run_benchmark` reports.
+    """
+    wait = any(r["settings"].get("data_wait") for r in reports)
+    lines = [
+        "| bundle | device | precision | batch | forward params (eval) | inference median ms | train step median ms "
+        "| train peak MiB |" + (_DATA_WAIT_HEADER if wait else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|---|" if wait else ""),
+    ]
+    for report in reports:
+        for r in report["results"]:
+            inf, trn = r.get("inference"), r.get("train_step")
+            lines.append(
+                f"| {report['bundle']} | {r['device']} | {r['precision']} | {r['batch_size']} "
+                f"| {report['parameters']['forward_eval']:,} | {_fmt_ms(inf, 'median_ms')} "
+                f"| {_fmt_ms(trn, 'median_ms')} | {_fmt_mem(trn)} |"
+                + (_data_wait_cells(r.get("data_wait")) if wait else "")
+            )
+    if wait:
+        lines += ["", _DATA_WAIT_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -702,7 +1001,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description="Benchmark a bundle's network_def: parameters used in forward, latency, train step, peak memory."
     )
-    ap.add_argument("bundle", help="bundle folder, e.g. bundles/unet_baseline")
+    ap.add_argument("bundle", nargs="*", help="bundle folder(s), e.g. bundles/unet_baseline bundles/lvit")
+    ap.add_argument("--all", action="store_true", help="every bundle under <repo>/bundles (after any named ones)")
     ap.add_argument(
         "--device", choices=["cpu", "cuda", "all"], default="all", help="default all: cpu, plus cuda if available"
     )
@@ -737,21 +1037,97 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file under configs/ with loss and optimizer (default train.json)",
     )
     ap.add_argument("--override", action="append", metavar="KEY=VALUE", help="set a key in both configs; repeatable")
-    ap.add_argument("--out", default=None, help="JSON report path (default: <repo>/out/benchmark_<bundle>.json)")
+    ap.add_argument(
+        "--data_wait",
+        action="store_true",
+        help="also train the bundle's own train.json pipeline (DataLoader, transforms, cache) and report the share "
+        "of each iteration spent waiting for data",
+    )
+    ap.add_argument(
+        "--data_wait_only",
+        action="store_true",
+        help="with --data_wait: skip the inference and train-step timing of the bare network (parameters are "
+        "still counted)",
+    )
+    ap.add_argument(
+        "--data_wait_iters",
+        type=_positive_int,
+        default=10,
+        help="timed training iterations of --data_wait, after --warmup (default 10)",
+    )
+    ap.add_argument(
+        "--pipeline_epochs",
+        type=_non_negative_int,
+        default=0,
+        help="N > 0: measure only the training data pipeline (no network): N passes over train#dataloader, "
+        "peak RSS, cache size; first --batch_sizes value is the batch size (default 0: off)",
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="JSON report path, one bundle only (default: <repo>/out/benchmark_<bundle>.json; "
+        "--pipeline_epochs: <repo>/out/pipeline_<bundle>.json)",
+    )
+    ap.add_argument(
+        "--table",
+        default=None,
+        help="Markdown table of every bundle, written when several are benchmarked (default: <repo>/out/"
+        "benchmark_all.md; --pipeline_epochs: <repo>/out/pipeline_all.md)",
+    )
     return ap
+
+
+def _bundle_list(args: argparse.Namespace) -> list[Path]:
+    """The bundle folders to benchmark: the named ones, then (``--all``) every bundle with configs/metadata.json."""
+    named = [Path(b) for b in args.bundle]
+    if args.all:
+        found = sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
+        named += [p for p in found if p.resolve() not in {n.resolve() for n in named}]
+    if not named:
+        raise ValueError("name at least one bundle folder, or pass --all.")
+    for b in named:
+        if not (b / "configs").is_dir():
+            raise FileNotFoundError(f"{b}: not a bundle (no configs/ folder).")
+    return named
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse ``argv``, run, print the Markdown table, write the JSON report; returns the exit code."""
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    report = run_benchmark(args)
-    out = Path(args.out) if args.out else REPO_ROOT / "out" / f"benchmark_{report['bundle']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    print(format_markdown(report))
-    print(f"JSON report: {out}")
+    if args.data_wait_only:
+        args.data_wait = True
+    try:
+        bundles = _bundle_list(args)
+        if args.out and len(bundles) > 1:
+            raise ValueError("--out names one JSON file; with several bundles use --table (one JSON per bundle).")
+        prefix = "pipeline" if args.pipeline_epochs else "benchmark"
+        reports = []
+        for bundle in bundles:
+            args.bundle = str(bundle)
+            if args.pipeline_epochs:
+                args.overrides = _parse_overrides(args.override)
+                report = measure_pipeline(args, Path(args.bundle).resolve())
+                print(format_pipeline_markdown([report]))
+            else:
+                report = run_benchmark(args)
+                print(format_markdown(report))
+            out = Path(args.out) if args.out else REPO_ROOT / "out" / f"{prefix}_{report['bundle']}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+            print(f"JSON report: {out}")
+            reports.append(report)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if len(reports) > 1:
+        table = Path(args.table) if args.table else REPO_ROOT / "out" / f"{prefix}_all.md"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        text = format_pipeline_markdown(reports) if args.pipeline_epochs else format_summary_markdown(reports)
+        table.write_text(text, encoding="utf-8")
+        print(text)
+        print(f"Markdown table: {table}")
     return 0
 
 
