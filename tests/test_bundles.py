@@ -180,7 +180,12 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
     rows = list(csv.DictReader(open(eval_dir / "per_case.csv")))
     assert len(rows) == GENERIC_TINY["synthetic_num_test"]
     # the datalist's site and class ride along (leave-one-site-out and per-lesion-type tables, tools/protocols.md)
-    assert set(rows[0]) == {"filename", "site", "class", "Dice", "IoU", "HD95", "ASSD", "PixelAccuracy"}
+    text_scores = {"TextCount", "TextLaterality", "TextZonePrecision", "TextZoneRecall", "TextPosition"}
+    text_scores |= {"TextConsistency"}  # common.handlers.TextConsistencyHandler (tools/protocols.md)
+    assert set(rows[0]) == {"filename", "site", "class", "Dice", "IoU", "HD95", "ASSD", "PixelAccuracy", *text_scores}
+    for metric in text_scores:
+        assert metric in summary, f"{metric} missing from metrics.csv: {summary}"
+    assert 0.0 <= float(summary["TextCount"]) <= 1.0, "every synthetic note states a count"
     assert rows[0]["site"] and rows[0]["class"]
 
     # inference on the test split of the datalist: one PNG mask per image, at the image's own size

@@ -211,8 +211,14 @@ def test_text_changes_output_and_unimodal_ignores_it():
     assert not any("text" in k for k in uni.state_dict())
     with pytest.raises(ValueError, match="needs a text_encoder"):
         C2Seg(None, channels=CHANNELS)
-    with pytest.raises(ValueError, match="needs text_ids"):
-        C2Seg(CountingTextEncoder(), channels=CHANNELS)(image)
+    # text_ids=None is the documented empty note (verify_net_in_out from the CLI): padding ids only, with a warning
+    with torch.no_grad():
+        with pytest.warns(UserWarning, match="no text given; using the empty note"):
+            default = net(image)
+        assert torch.equal(default, net(image, torch.zeros(2, 1, dtype=torch.long)))
+    clip_net = C2Seg(tiny_clip_text(), channels=CHANNELS).eval()
+    with torch.no_grad(), pytest.warns(UserWarning, match="empty note"):
+        assert torch.equal(clip_net(image), clip_net(image, torch.zeros(2, 8, dtype=torch.long)))
     with pytest.raises(ValueError, match="fusion_scales"):
         C2Seg(CountingTextEncoder(), channels=CHANNELS, fusion_scales=(2, 5))
 

@@ -70,6 +70,10 @@ SHARED: list[Shared] = [
     # train.json: run switches and locations
     *[Shared("train.json", k, _RUN) for k in ("seed", "amp", "resume", "progress_bar", "preflight", "num_workers")],
     *[Shared("train.json", k, _RUN) for k in ("cache_rate", "val_interval", "device", "rank", "is_not_rank0")],
+    *[
+        Shared("train.json", k, "one caching switch (common.data.make_dataset: memory | disk | none) for every bundle")
+        for k in ("cache_mode", "cache_dir")
+    ],
     Shared(
         "train.json",
         "train_fraction",
@@ -80,6 +84,11 @@ SHARED: list[Shared] = [
         for k in ("output_dir", "ckpt_dir", "log_dir")
     ],
     Shared("train.json", "datalist_file", "every bundle gets its datalist from common.data.ensure_datalist"),
+    Shared(
+        "train.json",
+        "fused_optimizer",
+        "one switch of the fused Adam/AdamW step (issue 11 speed target, tools/speed_compare.py) in every bundle",
+    ),
     *[
         Shared("train.json", f"synthetic_{k}", _SYNTH)
         for k in ("num_train", "num_val", "num_test", "image_size", "seed")
@@ -106,7 +115,9 @@ SHARED: list[Shared] = [
         "LoadImaged, EnsureChannelFirstd, CheckSameSpatialShaped, BinarizeMaskd",
     ),
     Shared(
-        "train.json", "train#dataset#_target_", "SafeCacheDataset joins its threads before an error (no abort at exit)"
+        "train.json",
+        "train#dataset#_target_",
+        "make_dataset gives the cache of cache_mode; each names the failing item, SafeCacheDataset joins its threads",
     ),
     Shared(
         "train.json",
@@ -133,6 +144,8 @@ SHARED: list[Shared] = [
             "eval_dir",
             "eval_split",
             "hd95_mode",
+            "consistency_min_area_fraction",
+            "consistency_zone_band",
             "validate#dataset#data",
             "validate#dataset#cache_rate",
             "validate#handlers",

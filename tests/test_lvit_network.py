@@ -381,6 +381,23 @@ def test_construction_errors():
         build_lvit("T", num_layers=2)
 
 
+def test_missing_text_is_the_empty_note_with_a_warning():
+    """``text=None`` is the documented default (what ``verify_net_in_out`` from the CLI runs): the empty note, i.e.
+    padding id 0 at every position with a token table, zero vectors without one; eager and TorchScript agree."""
+    image = torch.rand(2, 3, SIZE, SIZE)
+    for embedder, empty in (
+        (None, torch.zeros(2, TOKENS, TEXT_DIM)),
+        (TokenEmbedding(VOCAB, TEXT_DIM, pad_id=0), torch.zeros(2, TOKENS, dtype=torch.long)),
+    ):
+        model = tiny(text_embedder=embedder).eval()
+        with torch.no_grad():
+            with pytest.warns(UserWarning, match="no text given; using the empty note"):
+                default = model(image)
+            assert torch.equal(default, model(image, empty))
+            assert not torch.equal(default, model(image, empty + 1))  # the text still reaches the network
+            assert torch.equal(script(model)(image), default)
+
+
 def test_forward_errors_name_expected_and_received():
     model = tiny().eval()
     image, text = torch.rand(1, 3, SIZE, SIZE), torch.rand(1, TOKENS, TEXT_DIM)
@@ -392,7 +409,6 @@ def test_forward_errors_name_expected_and_received():
         ((image, torch.rand(1, 6, TEXT_DIM)), "expected 4 text tokens .*received 6"),
         ((image, torch.rand(1, TOKENS, 8)), "expected text features of size 16 .*received 8"),
         ((image, torch.randint(0, VOCAB, (1, TOKENS))), "float embeddings of shape .*received an integer tensor"),
-        ((image, None), "needs `text`; received None"),
         ((image, torch.rand(2, TOKENS, TEXT_DIM)), "1 images, 2 texts"),
     ]
     for args, message in cases:

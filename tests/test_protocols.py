@@ -447,7 +447,8 @@ def test_corruption_eval_table_for_unet_baseline(tmp_path, monkeypatch):
     assert all(r["bundle"] == "unet_baseline" and 0.0 <= float(r["PixelAccuracy"]) <= 1.0 for r in rows)
     for name in ("eval", "eval_dose_110", "eval_blur_k7"):
         header = next(csv.reader(open(out / "unet_baseline" / name / "per_case.csv")))
-        assert header[:3] == ["filename", "site", "class"] and header[-1] == "PixelAccuracy"
+        assert header[:8] == ["filename", "site", "class", "Dice", "IoU", "HD95", "ASSD", "PixelAccuracy"]
+        assert "TextConsistency" in header  # the text-mask consistency scores follow the overlap metrics
     md = (out / "corruption.md").read_text()
     assert "| unet_baseline | dose_110 |" in md and "Motion blur" in md
     # resumable: the same command reruns nothing

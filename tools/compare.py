@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 REQUIRED_METRICS = ("Dice", "IoU", "HD95", "ASSD")
-PATH_KEYS = ("image", "label")
+PATH_KEYS = ("image", "label", "lungs")  # lungs: common.data.datalist.OPTIONAL_PATH_KEYS
 ABLATION_SPLITS = {"test": ("test",), "all": None}  # None: every split
 CONDITION_NAMES = {"none": "original", "test": "shuffled-test", "all": "shuffled-all"}
 TAIL_LINES = 40

@@ -87,7 +87,7 @@ _SPLITS = ("training", "validation", "test")
 
 def _absolute(entry: dict, base: Path) -> dict:
     e = dict(entry)
-    for k in ("image", "label"):
+    for k in ("image", "label", "lungs"):  # lungs: common.data.datalist.OPTIONAL_PATH_KEYS
         if isinstance(e.get(k), str) and not os.path.isabs(e[k]):
             e[k] = str((base / e[k]).resolve())
     return e

@@ -60,3 +60,9 @@ __all__ = [
     "read_text_table",
 ]
 from common.data.subsets import LOW_DATA_FRACTIONS, training_subset  # noqa: E402  (low-data regimes, train_fraction)
+from common.data.cache import (  # noqa: E402  (cache_mode: memory | disk | none)
+    CACHE_MODES,
+    SafeDataset,
+    SafePersistentDataset,
+    make_dataset,
+)

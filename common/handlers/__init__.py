@@ -27,3 +27,6 @@ from .intervention_schedule import InterventionScheduleHandler  # noqa: E402
 
 __all__ += ["InterventionScheduleHandler"]
 from .classwise import PerClassDiceHandler, PixelAccuracyHandler  # noqa: E402,F401
+from .predictions import SavePredictionsHandler  # noqa: E402,F401
+from .text_consistency import TextConsistencyHandler, TextConsistencyMetric, note_records  # noqa: E402,F401
+from .data_wait import DataWaitHandler  # noqa: E402,F401

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __all__ = ["BiCLIP"]
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Dict, Optional
 
@@ -272,22 +273,36 @@ class BiCLIP(nn.Module):
         return t, refined, self.generator(refined)
 
     # ---------------------------------------------------------------------------------------------- forward
-    def forward(self, image: torch.Tensor, text: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, text: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """
         Args:
             image: (B, in_channels, S, S), intensities in [0, 1].
             text: token ids (B, L) or text vectors (B, L, text_dim) / (B, text_dim); see :meth:`encode_text`.
+                ``None`` is the empty note, with a warning: one padding id per image with a ``text_embedder``, a
+                zero vector (B, text_dim) without one (what ``python -m monai.bundle verify_net_in_out`` runs,
+                since MONAI synthesises only the image).
             label: the mask (B, 1, S, S), training only: spatially augmented together with the input (eq. 3).
 
         Returns:
             evaluation: logits (B, out_channels, S, S) from one U-Net pass (eq. 7); training: the dictionary
             described in the class docstring.
         """
+        if text is None:
+            text = self._empty_note(image)
         if self.training and not torch.jit.is_scripting():
             return self._forward_train(image, text, label)
         self._check_image(image)
         _, _, pseudo = self.pseudo_image(image, text)
         return self.unet.final_conv(self.decoder_features(self.normalize_input(image, pseudo)))
+
+    def _empty_note(self, image: torch.Tensor) -> torch.Tensor:
+        """The documented default text of :meth:`forward`: the empty note (its pooled embedding is zero)."""
+        warnings.warn("BiCLIP: no text given; using the empty note (every token is padding).")
+        if self.text_embedder is not None:
+            return torch.full((image.shape[0], 1), self.pad_id, dtype=torch.long, device=image.device)
+        return torch.zeros(image.shape[0], self.text_dim, dtype=image.dtype, device=image.device)
 
     @torch.jit.unused
     def _forward_train(self, image: torch.Tensor, text: torch.Tensor, label: Optional[torch.Tensor]):

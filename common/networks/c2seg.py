@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -363,6 +364,7 @@ class C2Seg(nn.Module):
         self.token_mask = token_mask
         self.fusion_scales = tuple(sorted(scales)) if fusion != "none" else ()
         self.text_encoder = None
+        self.empty_note_length, self.empty_note_id = 0, 0  # the documented default text (forward, text_ids=None)
         fusions = []
         if fusion != "none":
             if text_encoder is None:
@@ -375,6 +377,9 @@ class C2Seg(nn.Module):
                     "hidden_size attribute); give embed_dim."
                 )
             self.embed_dim = int(text_dim)
+            tokens = self.text_encoder.encoder  # CLIP: a fixed context length, padding 0; HF: any length, its pad id
+            self.empty_note_length = int(getattr(tokens, "context_length", 1))
+            self.empty_note_id = int(getattr(tokens, "pad_id", 0))
             for level in self.fusion_scales:
                 block = C2SegFusion(widths[level], fusion, gate, grid_size, spline_order, residual, scale_language_path)
                 fusions.append(_ScaleFusion(level, self.embed_dim, widths[level], block))
@@ -396,20 +401,23 @@ class C2Seg(nn.Module):
         Args:
             image: (B, in_channels, H, W), H and W multiples of 32.
             text_ids: integer token ids (B, N) of the text encoder's tokenizer; ignored (may be None) with
-                ``fusion="none"``.
+                ``fusion="none"``. ``None`` with fusion is the empty note, with a warning: padding ids only
+                (``context_length`` zeros for a CLIP text encoder, one ``pad_id`` for a Hugging Face one; what
+                ``python -m monai.bundle verify_net_in_out`` runs, since MONAI synthesises only the image).
 
         Returns:
             logits (B, out_channels, H, W).
 
         Raises:
-            ValueError: when the image size is not a multiple of 32, or ``text_ids`` is None while the network
-                fuses text.
+            ValueError: when the image size is not a multiple of 32.
         """
         features = self.encoder(image)
         text_encoder = self.text_encoder
         if text_encoder is not None:
             if text_ids is None:
-                raise ValueError("C2Seg with fusion needs text_ids (B, N); only fusion='none' runs without text.")
+                warnings.warn("C2Seg: no text given; using the empty note (every token is padding).")
+                shape = (image.shape[0], self.empty_note_length)
+                text_ids = torch.full(shape, self.empty_note_id, dtype=torch.long, device=image.device)
             tokens, _ = text_encoder(text_ids)
             mask = self._token_mask(text_ids)
             for block in self.fusions:

@@ -9,6 +9,7 @@ multi-scale causal intervention (eq. 2) and two text-conditioned decoders (eq. 1
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import List, Optional
 
@@ -183,6 +184,8 @@ class CausalCLIPSeg(nn.Module):
         self.fpn_out = fpn_out
         self.text_dim = text_dim
         self.causal = causal
+        # length of the documented default text (forward with text=None): the text encoder's context length
+        self.empty_note_length = int(getattr(text_encoder, "context_length", 0))
 
         # stride-16 features F_3 (avg-pooled v3, no parameters), F_4, F_5
         self.project4 = nn.Sequential(conv_bn_relu(fpn_in[1], fpn_out, 3), conv_bn_relu(fpn_out, fpn_out, 3))
@@ -250,12 +253,14 @@ class CausalCLIPSeg(nn.Module):
                 )
         return [F.avg_pool2d(v3, 2), self.project4(v4), self.upsample5(v5)]
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, text: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Segment ``image`` guided by ``text``.
 
         Args:
             image: (B, C_in, H, W) float images, H and W multiples of 32 (what ``image_encoder`` expects).
-            text: (B, L) token ids (what ``text_encoder`` expects, e.g. int64 CLIP BPE ids).
+            text: (B, L) token ids (what ``text_encoder`` expects, e.g. int64 CLIP BPE ids). ``None`` is the empty
+                note, with a warning: ``context_length`` padding ids 0 (the text encoder's ``context_length``;
+                what ``python -m monai.bundle verify_net_in_out`` runs, since MONAI synthesises only the image).
 
         Returns:
             Logits at the input resolution: (B, 2, H, W) = ``[D_c, D_s]`` in training mode with ``causal=True``,
@@ -266,6 +271,11 @@ class CausalCLIPSeg(nn.Module):
                 encoder outputs of unexpected shapes.
         """
         features = self.multi_scale_features(image)
+        if text is None:
+            if self.empty_note_length < 1:
+                raise ValueError("CausalCLIPSeg: text is None and the text encoder has no context_length.")
+            warnings.warn("CausalCLIPSeg: no text given; using the empty note (every token is padding).")
+            text = torch.zeros(image.shape[0], self.empty_note_length, dtype=torch.long, device=image.device)
         tau = self.encode_text(text, image.shape[0])
         decoder_s = self.decoder_s
         grl = self.grl

@@ -612,11 +612,12 @@ def load_clip(
             "encoders from random initialisation (the 'without CLIP pretraining' ablation)."
         )
     if path is not None and not os.path.isfile(path):
+        from common.utils.large_files import missing_file_message
+
+        # names the file, the bundle's download_large_files command when its large_files.yml lists the file, and
+        # the override that trains without it (the paper's ablation without CLIP pretraining)
         raise FileNotFoundError(
-            f"CLIP weights file not found: {path} (the `clip_weights` setting). Either fetch the weights (a bundle's "
-            "`python -m monai.bundle download_large_files --bundle_path <bundle>` writes the files its "
-            "large_files.yml lists, e.g. models/RN101.pt) or point `clip_weights` at a local CLIP checkpoint, or "
-            "train from scratch with `clip_pretrained: False` (the paper's ablation without CLIP pretraining)."
+            missing_file_message(path, "CLIP weights file", key="clip_weights", without="--clip_pretrained False")
         )
     torchscript = path is not None and _is_torchscript_archive(path)
     if quick_gelu is None and torchscript and not cfg.get("quick_gelu", False):

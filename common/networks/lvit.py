@@ -12,6 +12,7 @@ reference code ``HUANGLIZI/LViT`` (``nets/LViT.py``, ``nets/Vit.py``, ``nets/pix
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -270,6 +271,14 @@ class LViT(nn.Module):
                 + "."
             )
 
+    def _empty_note(self, image: torch.Tensor) -> torch.Tensor:
+        """The documented default text (see :meth:`forward`): the empty note, every one of ``num_tokens`` positions
+        padding (id 0), or zero vectors without a ``text_embedder``; warns, so that a forgotten note is seen."""
+        warnings.warn("LViT: no text given; using the empty note (every token is padding).")
+        if self.text_embedder is not None:
+            return torch.zeros(image.shape[0], self.num_tokens, dtype=torch.long, device=image.device)
+        return torch.zeros(image.shape[0], self.num_tokens, self.text_dim, dtype=image.dtype, device=image.device)
+
     def _text_features(self, text: Optional[torch.Tensor], batch: int) -> torch.Tensor:
         """Validate ``text`` and return the (B, num_tokens, text_dim) float text features."""
         if text is None:
@@ -332,6 +341,10 @@ class LViT(nn.Module):
             image: (B, in_channels, image_size, image_size) float images.
             text: with ``use_text=True``: token ids (B, num_tokens) (integer) when a ``text_embedder`` was given,
                 otherwise float vectors (B, num_tokens, text_dim). Ignored (may be ``None``) with ``use_text=False``.
+                ``None`` with ``use_text=True`` is the empty note, with a warning: ``num_tokens`` padding ids 0
+                (the padding id of every tokenizer in :mod:`common.transforms.text`), or zero vectors without a
+                ``text_embedder`` (what ``python -m monai.bundle verify_net_in_out`` runs, since MONAI synthesises
+                only the image).
 
         Returns:
             (B, out_channels, image_size, image_size) logits (no sigmoid).
@@ -346,6 +359,8 @@ class LViT(nn.Module):
         text_projection = self.text_projection
         text_to_patches = self.text_to_patches
         if text_projection is not None and text_to_patches is not None:
+            if text is None:
+                text = self._empty_note(image)
             features = self._text_features(text, image.shape[0])  # (B, L, text_dim)
             features = text_projection(features.transpose(1, 2))  # (B, c, L)
             text_tokens = text_to_patches(features.transpose(1, 2))  # (B, L, c) -> (B, N, c)

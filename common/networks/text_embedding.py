@@ -108,19 +108,29 @@ def check_hf_model_dir(path: str | os.PathLike) -> str:
         ``path`` as a string.
 
     Raises:
-        FileNotFoundError: when ``path`` is not a directory or holds no ``config.json``; the message names ``path``.
+        FileNotFoundError: when ``path`` is empty, not a directory or holds no ``config.json``; the message names
+            ``path`` and, when a bundle's ``large_files.yml`` lists it, the ``download_large_files`` command that
+            fetches it and the override that trains without it (:func:`common.utils.missing_file_message`).
     """
+    from common.utils.large_files import find_large_file, missing_file_message
+
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"Hugging Face model directory not found: {path} (save one with `AutoModel.from_pretrained(name)"
-            ".save_pretrained(path)` and `AutoTokenizer.from_pretrained(name).save_pretrained(path)` on a machine "
-            "with network access)."
+    problem = ""
+    if not path:
+        problem = "is not set (empty path)"
+    elif not os.path.isdir(path):
+        problem = "not found"
+    elif "config.json" not in os.listdir(path):
+        problem = f"has no config.json (found {sorted(os.listdir(path))})"
+    if not problem:
+        return path
+    message = missing_file_message(path, "Hugging Face model folder", problem=problem)
+    if find_large_file(path) is None:
+        message += (
+            " To make one: `AutoModel.from_pretrained(name).save_pretrained(path)` and "
+            "`AutoTokenizer.from_pretrained(name).save_pretrained(path)` on a machine with network access."
         )
-    present = sorted(os.listdir(path))
-    if "config.json" not in present:
-        raise FileNotFoundError(f"{path} is not a Hugging Face model folder: no config.json in it, found {present}.")
-    return path
+    raise FileNotFoundError(message)
 
 
 class HFTextEncoder(nn.Module):

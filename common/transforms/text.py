@@ -230,10 +230,17 @@ class HFTokenizer(TextTokenizer):
         path = os.fspath(path)
         if local_files_only:
             if not os.path.isdir(path):
-                raise FileNotFoundError(
-                    f"Hugging Face tokenizer directory not found: {path} (save one with "
-                    "`AutoTokenizer.from_pretrained(name).save_pretrained(path)` on a machine with network access)."
-                )
+                from common.utils.large_files import find_large_file, missing_file_message
+
+                # names the bundle's download_large_files command and the override that trains without it when the
+                # folder is one that a bundle's large_files.yml lists
+                message = missing_file_message(path, "Hugging Face tokenizer folder")
+                if find_large_file(path) is None:
+                    message += (
+                        " To make one: `AutoTokenizer.from_pretrained(name).save_pretrained(path)` on a machine with "
+                        "network access."
+                    )
+                raise FileNotFoundError(message)
             present = sorted(os.listdir(path))
             if not any(f in present for f in _HF_TOKENIZER_FILES):
                 raise FileNotFoundError(

@@ -40,3 +40,7 @@ __all__ = [
 from .stage_checkpoint import check_stage_checkpoint  # noqa: E402
 
 __all__ += ["check_stage_checkpoint"]
+
+from .large_files import find_large_file, missing_file_message, read_large_files  # noqa: E402
+
+__all__ += ["find_large_file", "missing_file_message", "read_large_files"]
