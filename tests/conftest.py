@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+from types import ModuleType
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,17 @@ TINY_BERT_VOCAB = [
     ".",
 ]
 """The word-piece vocabulary of :func:`save_tiny_bert`: BERT's special tokens, then the words of the QaTa-style notes."""
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` as the module ``tools_<name>`` (``tools/`` is not a package; the tools import each
+    other by file name, so ``tools/`` goes on ``sys.path`` first)."""
+    if str(REPO_ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "tools"))
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO_ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def save_tiny_bert(folder: Path, **config) -> Path:

@@ -16,12 +16,10 @@ workflows and the tables are all exercised without interpreter start-ups.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -46,7 +44,7 @@ from common.transforms.corruption import (
     motion_blur_kernel,
     parse_corruption,
 )
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 
 UNET = REPO_ROOT / "bundles" / "unet_baseline"
 TINY = {
@@ -62,13 +60,7 @@ TINY = {
 }
 
 
-def _tool(name: str) -> ModuleType:
-    if str(REPO_ROOT / "tools") not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO_ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_tool = load_tool
 
 
 # ----------------------------------------------------------------------------------------------- corruptions

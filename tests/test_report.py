@@ -14,12 +14,10 @@ nothing.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -29,18 +27,12 @@ from monai.data import MetaTensor
 from PIL import Image
 
 from common.handlers import SavePredictionsHandler
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 
 UNET = REPO_ROOT / "bundles" / "unet_baseline"
 
 
-def _tool(name: str) -> ModuleType:
-    if str(REPO_ROOT / "tools") not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO_ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_tool = load_tool
 
 
 report = _tool("report")

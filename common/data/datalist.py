@@ -226,9 +226,9 @@ def check_datalist_split(
             problems.append(DataProblem(split, i, None, f"must be an object, got {type(entry).__name__}"))
             continue
         item = dict(entry)
-        for key in ("image", "label"):
+        for key in ("image", "label", *OPTIONAL_PATH_KEYS):
             if key not in item:
-                if key == "image" or require_label:
+                if key == "image" or (key == "label" and require_label):
                     problems.append(DataProblem(split, i, key, f"missing key {key!r}"))
                 continue
             value = item[key]
@@ -242,20 +242,6 @@ def check_datalist_split(
             if check_files and not os.path.isfile(path):
                 missing.append(
                     DataProblem(split, i, key, f"key {key!r} file {path!r} does not exist", missing_file=True)
-                )
-        for key in OPTIONAL_PATH_KEYS:
-            if key not in item:
-                continue
-            value = item[key]
-            if not isinstance(value, str) or not value.strip():
-                problems.append(
-                    DataProblem(split, i, key, f"key {key!r} must be a non-empty path string, got {value!r}")
-                )
-                continue
-            item[key] = os.path.normpath(os.path.join(base, value))
-            if check_files and not os.path.isfile(item[key]):
-                missing.append(
-                    DataProblem(split, i, key, f"key {key!r} file {item[key]!r} does not exist", missing_file=True)
                 )
         text = item.get("text")
         image = str(item.get("image", "?"))
