@@ -395,3 +395,18 @@ def test_notes_from_masks_folder_datalist_and_check(tmp_path, capsys):
     (masks / "broken.png").write_bytes(b"not a png")
     assert tool.main(["--masks", str(masks), "--out", str(tmp_path / "x.csv")]) == 1
     assert "broken.png" in capsys.readouterr().err
+
+
+def test_summary_of_a_score_no_image_carries_is_nan_not_zero():
+    """Chest X-ray notes carry no endoscopy position: TextPosition is NaN per image, and so must be its mean."""
+    from common.handlers.text_consistency import TextConsistencyMetric
+
+    mask = torch.zeros(1, 32, 32)
+    mask[0, 20:26, 4:10] = 1
+    note = "Unilateral pulmonary infection, one infected area, lower left lung."
+    metric = TextConsistencyMetric(score="position")
+    metric([mask, mask], [{"text": note, "name": "a"}, {"text": note, "name": "b"}])
+    assert torch.isnan(metric.aggregate())
+    metric = TextConsistencyMetric(score="count")
+    metric([mask], [{"text": note, "name": "a"}])
+    assert float(metric.aggregate()) == 1.0

@@ -168,7 +168,7 @@ class TextConsistencyMetric(CumulativeIterationMetric):
         raise NotImplementedError("TextConsistencyMetric is called on (predictions, note records); see __call__.")
 
     def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
-        """The reduced score over every image seen since the last reset (NaN skipped).
+        """The reduced score over every image seen since the last reset (NaN skipped; NaN when every image is NaN).
 
         Args:
             reduction: overrides the constructor's reduction.
@@ -180,6 +180,9 @@ class TextConsistencyMetric(CumulativeIterationMetric):
             shown = "; ".join(f"{k}: {v}" for k, v in list(self.unparsed.items())[:10])
             more = f" ... and {len(self.unparsed) - 10} more" if len(self.unparsed) > 10 else ""
             logger.warning("text-mask consistency: %d note(s) not scored (NaN): %s%s", len(self.unparsed), shown, more)
+        if data.numel() and torch.isnan(data).all():
+            # no image carries this attribute (e.g. TextPosition on chest X-ray notes): NaN, not MONAI's empty mean 0
+            return torch.tensor(float("nan"))
         f, _ = do_metric_reduction(data, reduction or self.reduction)
         return f
 
