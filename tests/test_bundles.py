@@ -216,30 +216,37 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
     assert sorted(p.name for p in folder_out.glob("*.png")) == sorted(f"{p.stem}_mask.png" for p in folder.iterdir())
 
     # TorchScript export through MONAI's CLI and parity with eager
+    diff = torchscript_parity(name, ckpt_dir / "model.pt", tmp_path / "model.ts", inf_over)
+    assert diff < 1e-5, f"TorchScript output differs from eager by {diff}"
+
+
+def torchscript_parity(name: str, ckpt_file: Path, ts_path: Path, overrides: dict, device: str = "cpu") -> float:
+    """Export ``network_def`` of ``inference.json`` with MONAI's ``ckpt_export`` to ``ts_path`` and return the max
+    abs difference between the TorchScript and the eager network (both loaded from ``ckpt_file``, on ``device``)
+    on two examples built from metadata.json."""
     from monai.bundle import ckpt_export
 
-    ts_path = tmp_path / "model.ts"
+    export_over = {k: v for k, v in overrides.items() if k not in ("bundle_root",)}
     ckpt_export(
         net_id="network_def",
         filepath=str(ts_path),
-        ckpt_file=str(ckpt_dir / "model.pt"),
+        ckpt_file=str(ckpt_file),
         meta_file=str(bundle_dir(name) / "configs" / "metadata.json"),
         config_file=str(bundle_dir(name) / "configs" / "inference.json"),
         bundle_root=str(bundle_dir(name)),
         args_file=None,
-        **{k: v for k, v in inf_over.items() if k not in ("bundle_root",)},
+        **export_over,
     )
     parser = ConfigParser()
     parser.read_config(configs(name, "inference.json"))
-    parser.update(inf_over)
+    parser.update(export_over)
     net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(ckpt_dir / "model.pt", map_location="cpu", weights_only=True))
-    net.eval()
-    ts = torch.jit.load(str(ts_path))
-    inputs = example_inputs(name, 2, GENERIC_TINY["image_size"], inf_over.get("num_tokens"))
+    net.load_state_dict(torch.load(ckpt_file, map_location="cpu", weights_only=True))
+    net = net.to(device).eval()
+    ts = torch.jit.load(str(ts_path), map_location=device)
+    inputs = [x.to(device) for x in example_inputs(name, 2, GENERIC_TINY["image_size"], overrides.get("num_tokens"))]
     with torch.no_grad():
-        diff = (ts(*inputs) - net(*inputs)).abs().max().item()
-    assert diff < 1e-5, f"TorchScript output differs from eager by {diff}"
+        return (ts(*inputs) - net(*inputs)).abs().max().item()
 
 
 def example_inputs(name: str, batch: int, image_size: int, num_tokens: int | None = None) -> list[torch.Tensor]:

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser, ckpt_export
+from monai.bundle import ConfigParser
 
 from conftest import REPO_ROOT
-from test_bundles import BUNDLES, GENERIC_TINY, bundle_dir, configs, example_inputs, run_workflow, tiny_overrides
+from test_bundles import BUNDLES, bundle_dir, configs, run_workflow, tiny_overrides, torchscript_parity
 
 DEVICE = os.environ.get("GPU_SMOKE_DEVICE", "cuda").strip().lower()
 OUT = os.environ.get("GPU_SMOKE_OUT")
@@ -171,28 +171,7 @@ def test_train_evaluate_export_and_amp_speedup(name, tmp_path, capsys):
     assert 0.0 <= dice <= 1.0
 
     # TorchScript export, loaded on the device, equal to eager
-    ts_path = tmp_path / "model.ts"
-    export_over = {k: v for k, v in over.items() if k not in ("bundle_root",)}
-    ckpt_export(
-        net_id="network_def",
-        filepath=str(ts_path),
-        ckpt_file=str(output_dir / "models" / "model.pt"),
-        meta_file=str(bundle_dir(name) / "configs" / "metadata.json"),
-        config_file=str(bundle_dir(name) / "configs" / "inference.json"),
-        bundle_root=str(bundle_dir(name)),
-        args_file=None,
-        **export_over,
-    )
-    parser = ConfigParser()
-    parser.read_config(configs(name, "inference.json"))
-    parser.update(export_over)
-    net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(output_dir / "models" / "model.pt", map_location="cpu", weights_only=True))
-    net = net.to(DEVICE).eval()
-    ts = torch.jit.load(str(ts_path), map_location=DEVICE)
-    inputs = [x.to(DEVICE) for x in example_inputs(name, 2, GENERIC_TINY["image_size"], over.get("num_tokens"))]
-    with torch.no_grad():
-        diff = (ts(*inputs) - net(*inputs)).abs().max().item()
+    diff = torchscript_parity(name, output_dir / "models" / "model.pt", tmp_path / "model.ts", over, DEVICE)
     assert diff < (1e-3 if ON_CUDA else 1e-5), f"TorchScript output differs from eager by {diff}"
 
     bench = _benchmark(name, dataset_dir, tmp_path, capsys)
