@@ -201,6 +201,22 @@ def test_train_evaluate_infer_export(name, trained, tmp_path):
         assert set(np.unique(arr)) <= {0, 255}
         assert arr.shape[:2] == np.asarray(Image.open(dataset_dir / item["image"])).shape[:2]
 
+    # the same inference on ONNX Runtime (inference_backend key): the checkpoint's weights, the same masks
+    ort_dir = tmp_path / "pred_onnxruntime"
+    ort_wf = run_workflow(
+        name,
+        configs(name, "inference.json"),
+        "infer",
+        {**inf_over, "output_dir": str(ort_dir), "inference_backend": "onnxruntime", "onnxruntime_threads": 1},
+    )
+    exports = ort_wf.parser.get_parsed_content("network").exports
+    assert exports and all(e["max_abs_diff"] < 1e-4 for e in exports), exports
+    ort_masks = sorted(ort_dir.glob("*.png"))
+    assert [m.name for m in ort_masks] == [m.name for m in masks]
+    differ = sum(int((np.asarray(Image.open(a)) != np.asarray(Image.open(b))).sum()) for a, b in zip(masks, ort_masks))
+    total = sum(np.asarray(Image.open(m)).size for m in masks)
+    assert differ <= 1e-3 * total, f"ONNX Runtime masks differ from PyTorch's in {differ} of {total} pixels"
+
     # inference on a plain folder of images (the other input mode)
     folder = tmp_path / "folder"
     folder.mkdir()

@@ -20,20 +20,18 @@ from conftest import REPO_ROOT
 from test_bundles import BUNDLES, GENERIC_TINY, bundle_dir, bundle_overrides
 
 from common.utils.onnx_export import OnnxExportError, export_onnx, metadata_inputs
+from common.utils.onnx_runtime import OnnxRuntimeNetwork, inference_network
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 import export_onnx as export_tool  # noqa: E402
 
 UNET = str(REPO_ROOT / "bundles" / "unet_baseline")
 
-EXPORTER = {"causalclipseg": "dynamo", "mcdrl": None}
+EXPORTER = {"causalclipseg": "dynamo"}
 """The exporter ``exporter="auto"`` ends with per bundle (default ``"torchscript"``); None: no exporter works."""
 
-NOT_EXPORTABLE_BECAUSE = {
-    # docs/README.md "ONNX" of the bundle: the region count uses Python round() on the feature-map size (a traced
-    # tensor under the TorchScript exporter) and the intervention switch is a data-dependent branch (torch.export)
-    "mcdrl": {"torchscript": "__round__", "dynamo": "data-dependent"},
-}
+NOT_EXPORTABLE_BECAUSE: dict = {}
+"""``{bundle: {exporter: reason}}`` for bundles no exporter handles (none since MCDRL's MTRS count uses Python ints)."""
 
 
 STATIC_BATCH = {"causalclipseg"}
@@ -166,3 +164,57 @@ def test_tool_loads_the_checkpoint_it_exports(tmp_path, capsys):
     got = onnxruntime.InferenceSession(str(target)).run(None, {"image": image.numpy()})[0]
     with torch.no_grad():
         assert (torch.from_numpy(got) - net.eval()(image)).abs().max() < 1e-4
+
+
+class _TextScaled(torch.nn.Module):
+    """A convolution whose output depends on the note: enough to see weights and both inputs reach the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+        self.table = torch.nn.Embedding(5, 1)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(image)
+        return out if text is None else out * self.table(text).mean(dim=1)[:, :, None, None]
+
+
+def test_onnxruntime_network_runs_the_current_weights_and_both_inputs():
+    torch.manual_seed(0)
+    net = _TextScaled().eval()
+    ort = OnnxRuntimeNetwork(net).eval()
+    assert list(ort.state_dict()) == list(net.state_dict()), "a checkpoint of the eager network loads unchanged"
+    image, text = torch.rand(2, 1, 8, 8), torch.randint(0, 5, (2, 4))
+    with torch.inference_mode():  # the evaluator's context; the export must still work
+        got = ort(image, text)
+    assert isinstance(got, torch.Tensor) and (got - net(image, text)).abs().max() < 1e-5
+    other = torch.randint(0, 5, (2, 4))
+    assert (ort(image, text=other) - net(image, other)).abs().max() < 1e-5, "the note is a graph input"
+    assert len(ort.exports) == 1 and ort.exports[0]["max_abs_diff"] < 1e-4
+    # new weights (a CheckpointLoader) drop the graph: the next call exports again, never a stale graph
+    state = {k: v + 0.5 for k, v in net.state_dict().items()}
+    ort.load_state_dict(state)
+    assert torch.equal(net.conv.bias, state["conv.bias"])
+    assert (ort(image, text) - net(image, text)).abs().max() < 1e-5
+    assert len(ort.exports) == 2
+    # a batch of another size (the last batch of a folder) gets its own graph
+    assert ort(image[:1], text[:1]).shape == (1, 1, 8, 8) and len(ort.exports) == 3
+    assert (ort(image[:1]) - net(image[:1])).abs().max() < 1e-5, "an input left at its default is not fed"
+
+
+def test_onnxruntime_network_refuses_training_and_unknown_inputs():
+    ort = OnnxRuntimeNetwork(_TextScaled())
+    with pytest.raises(RuntimeError, match="inference-only"):
+        ort.train()(torch.rand(1, 1, 4, 4))
+    ort.eval()
+    with pytest.raises(RuntimeError, match="unexpected or repeated input 'note'"):
+        ort(torch.rand(1, 1, 4, 4), note=torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(RuntimeError, match="takes 2 inputs"):
+        ort(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1))
+    with pytest.raises(ValueError, match="num_threads must be >= 0"):
+        OnnxRuntimeNetwork(_TextScaled(), num_threads=-1)
+    net = _TextScaled()
+    assert inference_network(net, "torch") is net
+    assert isinstance(inference_network(net, "onnxruntime", num_threads=1), OnnxRuntimeNetwork)
+    with pytest.raises(ValueError, match="inference_backend: expected one of"):
+        inference_network(net, "tensorrt")

@@ -8,7 +8,7 @@
 Both trees get a copy of ``common`` and two bundles: ``unet_baseline`` (the same in both, so the ratio is about 1 and
 the outputs agree exactly) and ``unet_changed``, whose base copy gives its BatchNorm layers ``eps = 0.5`` instead of
 1e-5: the same parameter names and shapes, so the weights load, but other logits, which the parity check must report
-(``FAIL`` in the table, exit status 1). One run covers both, at 32 px and batch 1.
+(``FAIL`` in the table, exit status 1). One run covers both, at 32 px and batch 1, with the three phases.
 """
 
 from __future__ import annotations
@@ -48,13 +48,22 @@ def test_speed_compare_table_ratio_and_parity(tmp_path, capsys):
     out = tmp_path / "out" / "speed.json"
     argv = ["unet_baseline", "unet_changed", "--base", str(base), "--new", str(new), "--image_size", "32"]
     argv += ["--batch_sizes", "1", "--repeats", "2", "--warmup", "0", "--out", str(out)]
+    argv += ["--phases", "inference", "train_step", "inference_onnx"]
     assert tool.main(argv) == 1  # unet_changed differs
     err = capsys.readouterr().err
     assert "unet_changed batch 1 inference: outputs differ" in err
 
     report = json.loads(out.read_text())
     rows = {(r["bundle"], r["phase"]): r for r in report["rows"]}
-    assert set(rows) == {(b, p) for b in ("unet_baseline", "unet_changed") for p in ("inference", "train_step")}
+    phases = ("inference", "train_step", "inference_onnx")
+    assert set(rows) == {(b, p) for b in ("unet_baseline", "unet_changed") for p in phases}
+    # inference_onnx: the new side runs common.utils.OnnxRuntimeNetwork (the bundles' inference_backend
+    # "onnxruntime"); its logits are checked against the base's eager logits
+    onnx_row = rows[("unet_baseline", "inference_onnx")]
+    assert onnx_row["parity"] and onnx_row["max_abs_diff"] < 1e-4 and len(onnx_row["times_ms"]["new"]) == 2
+    (export,) = onnx_row["onnx_exports"]  # one graph, made by the bundles' backend, ran the timed calls
+    assert export["exporter"] == "torchscript" and export["max_abs_diff"] < 1e-4
+    assert not rows[("unet_changed", "inference_onnx")]["parity"]
     for phase in ("inference", "train_step"):
         same = rows[("unet_baseline", phase)]
         assert same["parity"] and same["max_abs_diff"] == 0.0 and same["logits_max_abs_diff"] == 0.0
@@ -69,7 +78,7 @@ def test_speed_compare_table_ratio_and_parity(tmp_path, capsys):
     table = out.with_suffix(".md").read_text().splitlines()
     assert table[0] == "| bundle | batch | phase | base ms | new ms | ratio | max abs diff |"
     body = [line.split("|")[1:-1] for line in table[2:]]
-    assert len(body) == 4 and all(len(cells) == 7 for cells in body)
+    assert len(body) == 6 and all(len(cells) == 7 for cells in body)
     by_name = {(c[0].strip(), c[2].strip()): c for c in body}
     assert by_name[("unet_baseline", "inference")][6].strip() == "0.0e+00"
     assert by_name[("unet_changed", "inference")][6].strip().endswith("FAIL")

@@ -30,8 +30,9 @@ Procedure:
    ``--tolerance`` (max abs difference, default 1e-4); the training loss of one batch (train mode, the same random
    label, the RNG seeded identically before the forward) must agree to the same tolerance relative to
    ``max(1, |loss|)``, before AND after one optimizer step (so an optimizer change must give the same update). With
-   the ``inference_onnx`` phase the new side's network is exported (``torch.onnx.export``) and run in ONNX Runtime
-   (CPU, the same thread count), and its logits are checked against the base's eager logits; an export or runtime
+   the ``inference_onnx`` phase the new side runs its network through :class:`common.utils.OnnxRuntimeNetwork`, the
+   bundles' ``inference_backend: "onnxruntime"`` (exported at the first call, run in ONNX Runtime on the CPU with
+   the same thread count, tensors converted both ways as in a bundle run), and its logits are checked against the base's eager logits; an export or runtime
    failure becomes a table row with the error instead of ending the run. A parity failure is printed, marked
    ``FAIL`` in the table and gives exit status 1.
 4. Timing, interleaved: after ``--warmup`` untimed calls on each side, ``--repeats`` rounds of one call per side,
@@ -120,7 +121,7 @@ class _Worker:
         """
         import gc
 
-        self.network = self.loss_fn = self.optimizer = self.onnx_session = None
+        self.network = self.loss_fn = self.optimizer = self.onnx_network = None
         gc.collect()
         self.bundle_root = self.tree / "bundles" / bundle
         if not (self.bundle_root / "configs").is_dir():
@@ -133,7 +134,6 @@ class _Worker:
         self.network = self.bench.load_network(self.bundle_root, network_config, overrides).to(self.device)
         self.values: list[Any] = []
         self.label = None
-        self.onnx_feed: dict[str, Any] = {}
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -151,30 +151,25 @@ class _Worker:
         self.optimizer.step()
 
     def _onnx_setup(self, path: str, logits_path: str) -> dict[str, Any]:
-        """Export the eval network with this batch's inputs (``torch.onnx.export``), open an ONNX Runtime session."""
-        import onnxruntime as ort
+        """Wrap the eval network in :class:`common.utils.OnnxRuntimeNetwork` (the bundles' ``inference_backend:
+        "onnxruntime"``, same thread count) and run it once: that exports it with this batch's inputs, checks parity
+        with eager PyTorch and opens the ONNX Runtime session that the timed calls use."""
+        from common.utils.onnx_runtime import OnnxRuntimeNetwork
 
         torch = self.torch
-        tensors = [v for v in self.values if isinstance(v, torch.Tensor)]
-        if len(tensors) != len(self.values):
+        if not all(isinstance(v, torch.Tensor) for v in self.values):
             raise ValueError("ONNX timing needs tensor-only forward inputs.")
         self.network.eval()
-        names = [f"input_{i}" for i in range(len(tensors))]
-        with torch.no_grad():
-            torch.onnx.export(
-                self.network, tuple(tensors), path, input_names=names, output_names=["logits"], dynamo=False
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        self.onnx_session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.onnx_feed = {n: t.detach().cpu().numpy() for n, t in zip(names, tensors)}
+        self.onnx_network = OnnxRuntimeNetwork(
+            self.network, export_dir=Path(path).parent, num_threads=torch.get_num_threads()
+        ).eval()
         out = self._onnx_run()
-        torch.save(torch.from_numpy(out[0]).float(), logits_path)
-        return {"shape": list(out[0].shape)}
+        torch.save(out.detach().float().cpu(), logits_path)
+        return {"shape": list(out.shape), "exports": self.onnx_network.exports}
 
     def _onnx_run(self):
-        return self.onnx_session.run(None, self.onnx_feed)
+        with self.torch.inference_mode():
+            return self.onnx_network(*self.values)
 
     def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Run one command; return the JSON-ready reply."""
@@ -225,7 +220,7 @@ class _Worker:
             return self._onnx_setup(msg["path"], msg["logits_path"])
         if cmd == "time":
             phase = msg["phase"]
-            if phase == "inference_onnx" and self.onnx_session is not None:
+            if phase == "inference_onnx" and self.onnx_network is not None:
                 call = self._onnx_run
             else:
                 call = self._forward_eval if phase in ("inference", "inference_onnx") else self._train_step
@@ -389,11 +384,12 @@ def compare_bundle(bundle: str, args: argparse.Namespace, sides: dict[str, _Side
                 logit_diff = float("inf")
             else:
                 logit_diff = float((logits["base"] - logits["new"]).abs().max())
-            onnx_diff, onnx_error = None, None
+            onnx_diff, onnx_error, onnx_exports = None, None, None
             if "inference_onnx" in args.phases:
                 onnx_logits = os.path.join(tmp, "logits_onnx.pt")
                 try:
-                    sides["new"].ask("onnx", path=os.path.join(tmp, f"network_{batch}.onnx"), logits_path=onnx_logits)
+                    onnx_path = os.path.join(tmp, f"network_{batch}.onnx")
+                    onnx_exports = sides["new"].ask("onnx", path=onnx_path, logits_path=onnx_logits)["exports"]
                 except RuntimeError as e:  # an export or ONNX Runtime failure is a result, not the end of the run
                     onnx_error = str(e).splitlines()[0][:300]
                     print(f"[speed_compare] {bundle} B={batch} inference_onnx: {onnx_error}", flush=True)
@@ -437,6 +433,8 @@ def compare_bundle(bundle: str, args: argparse.Namespace, sides: dict[str, _Side
                     "common": {k: v["common"] for k, v in info.items()},
                     "train_setup": setup,
                 }
+                if phase == "inference_onnx":
+                    row["onnx_exports"] = onnx_exports  # the graph(s) the timed calls ran: exporter, parity
                 rows.append(row)
                 print(_row_line(row), flush=True)
     return rows

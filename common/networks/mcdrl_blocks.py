@@ -263,7 +263,8 @@ def select_target_regions(scores: torch.Tensor, alpha: float) -> torch.Tensor:
     Returns:
         (B, N) int64 indices into L, in decreasing order of score.
     """
-    count = min(scores.shape[1], max(1, int(round(alpha * scores.shape[1]))))
+    length = int(scores.shape[1])  # a Python int also under tracing (ONNX export), where the size is a tensor
+    count = min(length, max(1, int(round(alpha * length))))
     return torch.topk(scores, count, dim=1).indices
 
 

@@ -44,3 +44,7 @@ __all__ += ["check_stage_checkpoint"]
 from .large_files import find_large_file, missing_file_message, read_large_files  # noqa: E402
 
 __all__ += ["find_large_file", "missing_file_message", "read_large_files"]
+
+from .onnx_runtime import INFERENCE_BACKENDS, OnnxRuntimeNetwork, inference_network  # noqa: E402
+
+__all__ += ["INFERENCE_BACKENDS", "OnnxRuntimeNetwork", "inference_network"]
