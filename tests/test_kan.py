@@ -11,7 +11,14 @@ import math
 import pytest
 import torch
 
-from common.networks.kan import KANLinear, TokenizedKANBlock, b_spline_basis, uniform_grid
+from common.networks.kan import (
+    KANLinear,
+    TokenizedKANBlock,
+    b_spline_basis,
+    cardinal_b_spline_coefficients,
+    uniform_b_spline_basis,
+    uniform_grid,
+)
 
 
 def cox_de_boor(m: int, k: int, x: float, t: list[float]) -> float:
@@ -52,6 +59,73 @@ def test_basis_per_feature_grids_and_partition_of_unity():
             assert got[i, f].tolist() == pytest.approx(expected, abs=1e-6)
     inside = b_spline_basis(torch.linspace(-1.0, 0.99, 9).unsqueeze(-1), uniform_grid(5, 3), 3)
     assert torch.allclose(inside.sum(-1), torch.ones(9, 1), atol=1e-6)  # cubic bases sum to 1 inside the range
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+def test_uniform_basis_equals_cox_de_boor_values_and_gradients(order):
+    """The non-zero-terms evaluation KANLinear uses (``uniform_b_spline_basis``) against the full recursion, on
+    per-feature uniform grids, with points inside, outside, at the ends and between knots, and its gradient."""
+
+    def exact(lo: float, hi: float) -> torch.Tensor:  # float64 knots (uniform_grid's float32 ones are uniform to 1e-7)
+        h = (hi - lo) / 5
+        return lo + (torch.arange(5 + 2 * order + 1, dtype=torch.float64) - order) * h
+
+    grid = torch.stack([exact(-1.0, 1.0), exact(-2.0, 0.5)])  # (2, K): two spacings
+    coefficients = cardinal_b_spline_coefficients(order)
+    gen = torch.Generator().manual_seed(order)
+    x = torch.rand(300, 2, generator=gen, dtype=torch.float64) * 7.0 - 3.5  # also outside the extended grids
+    x[0] = grid[:, 0]  # the first knot: inside (half-open interval)
+    x[1] = grid[:, -1]  # the last knot: no basis
+    x[2] = grid[:, 0] - 1e-3  # just outside on the left
+    got = uniform_b_spline_basis(x, grid, coefficients)
+    want = b_spline_basis(x, grid, order)
+    assert got.shape == want.shape == (300, 2, grid.shape[1] - 1 - order)
+    assert torch.allclose(got, want, atol=1e-9), (got - want).abs().max()
+    assert float(got[1].abs().max()) < 1e-12 and float(got[2].abs().max()) == 0.0  # (t_K - t_0) / h may round below K
+    if order > 0:  # order 0 is piecewise constant: no gradient to compare
+        xr = x[3:].clone().requires_grad_()
+        weights = torch.rand(got.shape[1:], generator=gen, dtype=torch.float64)
+        (g1,) = torch.autograd.grad((uniform_b_spline_basis(xr, grid, coefficients) * weights).sum(), xr)
+        (g2,) = torch.autograd.grad((b_spline_basis(xr, grid, order) * weights).sum(), xr)
+        assert torch.allclose(g1, g2, atol=1e-9)
+    shared = uniform_b_spline_basis(x, grid[1], coefficients)  # one (K,) grid for all features
+    assert torch.allclose(shared, b_spline_basis(x, grid[1], order), atol=1e-9)
+    with pytest.raises(ValueError, match="at least order \\+ 2 knots"):
+        uniform_b_spline_basis(x, grid[:, : order + 1], coefficients)
+
+
+def test_cardinal_coefficients_are_the_uniform_b_spline_matrices():
+    """Order 1: the hat (1 - u, u); order 2: ((1 - u)^2, 1 + 2u - 2u^2, u^2) / 2; order 3: the uniform cubic B-spline
+    matrix of computer graphics, [[1, -3, 3, -1], [4, 0, -6, 3], [1, 3, 3, -3], [0, 0, 0, 1]] / 6."""
+    assert cardinal_b_spline_coefficients(0).tolist() == [[1.0]]
+    assert cardinal_b_spline_coefficients(1).tolist() == [[1.0, -1.0], [0.0, 1.0]]
+    assert (cardinal_b_spline_coefficients(2) * 2).tolist() == [[1.0, -2.0, 1.0], [1.0, 2.0, -2.0], [0.0, 0.0, 1.0]]
+    cubic = [[1.0, -3.0, 3.0, -1.0], [4.0, 0.0, -6.0, 3.0], [1.0, 3.0, 3.0, -3.0], [0.0, 0.0, 0.0, 1.0]]
+    assert torch.allclose(cardinal_b_spline_coefficients(3) * 6, torch.tensor(cubic, dtype=torch.float64))
+    for order in range(5):  # partition of unity: the pieces sum to 1 for every u
+        assert torch.allclose(
+            cardinal_b_spline_coefficients(order).sum(0), torch.eye(order + 1, dtype=torch.float64)[0]
+        )
+    with pytest.raises(ValueError, match="spline order must be >= 0"):
+        cardinal_b_spline_coefficients(-1)
+
+
+def test_kan_linear_runs_the_uniform_basis_and_matches_the_full_recursion():
+    torch.manual_seed(0)
+    layer = KANLinear(6, 5)
+    x = torch.randn(40, 6) * 1.5
+    full = F_linear_reference(layer, x)
+    assert torch.allclose(layer(x), full, atol=1e-5)
+    scripted = torch.jit.script(layer)
+    assert torch.allclose(scripted(x), layer(x), atol=1e-6)
+    assert "spline_coefficients" not in layer.state_dict(), "checkpoints keep their keys"
+
+
+def F_linear_reference(layer: KANLinear, x: torch.Tensor) -> torch.Tensor:
+    """KANLinear's output computed with the full Cox-de Boor basis (``b_spline_basis``)."""
+    base = torch.nn.functional.linear(torch.nn.functional.silu(x), layer.base_weight)
+    bases = b_spline_basis(x, layer.grid, layer.spline_order).reshape(x.shape[0], -1)
+    return base + torch.nn.functional.linear(bases, layer.scaled_spline_weight().reshape(layer.out_features, -1))
 
 
 def test_uniform_grid_is_u_kan_grid():

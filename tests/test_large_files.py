@@ -9,6 +9,7 @@ and SHA-256-checks) and the message of a run whose pretrained file is absent.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -32,7 +33,7 @@ ENCODER_KEYS = ("clip_weights", "text_encoder_path", "hf_text_path")
 EXPECTED = {
     "causalclipseg": ["models/RN101.pt", "models/RN50.pt"],
     "mcdrl": ["models/ViT-B-16.pt", "models/RN50.pt", "models/ViT-L-14.pt"],
-    "c2seg": ["models/ViT-B-16.pt", "models/biobert-base-cased-v1.1", "models/pubmedbert"],
+    "c2seg": ["models/ViT-B-16.pt", "models/biobert-v1.1", "models/pubmedbert"],
     "lvit": ["models/bert-base-uncased"],
     "biclip": ["models/CXR-BERT-specialized"],
     "unet_baseline": [],
@@ -89,7 +90,8 @@ def test_entries_are_well_formed(name):
 
 
 def test_known_hashes_are_the_published_ones():
-    """The SHA-256 values against their sources (openai/CLIP `_MODELS`; huggingface.js list-files test for BERT)."""
+    """The SHA-256 values against their sources (openai/CLIP `_MODELS`; huggingface.js list-files test for BERT;
+    for BioBERT the SRI values of SkyeAv/CinicalTrialsClassifierTwo nix/biobert.nix, cc12542, decoded here)."""
     published = {
         ("causalclipseg", "models/RN101.pt"): "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599",
         ("mcdrl", "models/RN50.pt"): "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
@@ -99,6 +101,17 @@ def test_known_hashes_are_the_published_ones():
             "097417381d6c7230bd9e3557456d726de6e83245ec8b24f529f60198a67b203a"
         ),
     }
+    biobert_sri = (
+        {  # Nix fetchurl "sha256-<base64>" of https://huggingface.co/dmis-lab/biobert-v1.1/resolve/main/<file>
+            "config.json": "1Qbo0M/VIjRyZ46JfLKU9nZdLkaV05RFpuSGz4U+Yug=",
+            "pytorch_model.bin": "jofLJ9iJGGxEL+/yvqU/jM4sX8JNS8iL8IzNOCGxONw=",
+            "vocab.txt": "7qqYdbI7BLTFTvdZ0D250boVVIOPj7JsXZb6VR35PQI=",
+            "tokenizer_config.json": "D20T5vTab54k8iraa8O+VxEj2FjXwMBainzVWpwjwug=",
+            "special_tokens_map.json": "MD30WgNgnk6tBLw9wVNtCrGbU1jbaFtvPaEj0F7CAOM=",
+        }
+    )
+    for file, sri in biobert_sri.items():
+        published[("c2seg", f"models/biobert-v1.1/{file}")] = base64.b64decode(sri).hex()
     for (name, path), digest in published.items():
         (entry,) = [e for e in _large_files(name)["large_files"] if e["path"] == path]
         assert entry["hash_val"] == digest, (name, path)

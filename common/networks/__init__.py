@@ -31,7 +31,13 @@ from .biclip import BiCLIP  # noqa: E402
 __all__ += ["BiCLIP"]
 
 from .clip_encoders import CLIPTokenTextEncoder  # noqa: E402
-from .kan import KANLinear, TokenizedKANBlock, b_spline_basis  # noqa: E402
+from .kan import (  # noqa: E402
+    KANLinear,
+    TokenizedKANBlock,
+    b_spline_basis,
+    cardinal_b_spline_coefficients,
+    uniform_b_spline_basis,
+)
 from .c2seg_blocks import BCAM, C2SegDecoder, C2SegEncoder, C2SegFusion, DualAttention, KGate  # noqa: E402
 from .c2seg import (  # noqa: E402
     C2Seg,
@@ -43,6 +49,15 @@ from .c2seg import (  # noqa: E402
     load_c2seg_encoder,
 )
 
-__all__ += ["CLIPTokenTextEncoder", "KANLinear", "TokenizedKANBlock", "b_spline_basis", "BCAM", "C2SegDecoder"]
+__all__ += [
+    "CLIPTokenTextEncoder",
+    "KANLinear",
+    "TokenizedKANBlock",
+    "b_spline_basis",
+    "cardinal_b_spline_coefficients",
+    "uniform_b_spline_basis",
+    "BCAM",
+    "C2SegDecoder",
+]
 __all__ += ["C2SegEncoder", "C2SegFusion", "DualAttention", "KGate", "C2Seg", "C2SegPretrainer", "FrozenTextEncoder"]
 __all__ += ["HFTokenTextEncoder", "c2seg_encoder_state", "c2seg_parameter_groups", "load_c2seg_encoder"]
