@@ -442,3 +442,17 @@ def test_console_progress_bar_or_iteration_lines(name, tmp_path):
             if isinstance(h, dict) and h.get("_target_") == "StatsHandler":
                 val_stats = parser.get_parsed_content(f"validate#handlers#{i}")
                 assert not val_stats.iteration_log, f"{name}: validation must not log every iteration"
+
+
+def test_inference_bad_key_value_ends_with_the_key_and_status_1(tmp_path):
+    """Every inference.json installs the error summary first, so a bad value (here ``inference_backend``) is named in
+    the last lines a user sees, with exit status 1; checked from the command line on the U-Net baseline."""
+    for name in BUNDLES:
+        init = json.loads((bundle_dir(name) / "configs" / "inference.json").read_text())["initialize"]
+        assert init[0] == "$common.utils.install_error_summary()", name
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs("unet_baseline", "inference.json")[0]]
+    cmd += ["--bundle_root", str(bundle_dir("unet_baseline")), "--output_dir", str(tmp_path), "--inference_backend"]
+    run = subprocess.run([*cmd, "tensorrt"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert "inference_backend" in last and "'tensorrt'" in last and "onnxruntime" in last, last
