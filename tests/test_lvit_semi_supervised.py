@@ -763,7 +763,7 @@ def test_bundle_warmup_keeps_unlabeled_images_and_the_bank_out(tmp_path):
     )
     wf = ConfigWorkflow(config_file=configs("lvit", "train.json")[0], workflow_type="train", **over)
     wf.initialize()
-    assert wf.parser.get_parsed_content("epi_warmup_epochs") == 1  # default max(1, max_epochs // 4)
+    assert wf.parser.get_parsed_content("epi_warmup_epochs") == 1  # default max(1, max_epochs // 2)
     trainer = wf.parser.get_parsed_content("train#trainer")
     bank = wf.parser.get_parsed_content("epi_bank")
     drawn: dict[int, list[int]] = {1: [], 2: []}
@@ -878,3 +878,18 @@ def test_bundle_uses_frozen_text_features_for_the_contrastive_label(tmp_path):
     for row, item in zip(sims, chosen):
         assert item["contrastive_label"] == labeled[int(np.argmax(row))]["label"]
         assert item["contrastive_similarity"] == pytest.approx(float(row.max()), abs=1e-9)
+
+
+def test_default_warmup_is_half_of_the_epochs():
+    """``epi_warmup_epochs`` defaults to ``max(1, max_epochs // 2)`` (docs/README.md "A smaller labeled set": with a
+    quarter of the epochs the pseudo labels start from a weaker model and EPI + LV lost to labeled-only in 4 of 5
+    seeds; with half, it won in 9 of 10, by 2.4 Dice points on average)."""
+    from monai.bundle import ConfigParser
+
+    from test_bundles import configs
+
+    parser = ConfigParser()
+    parser.read_config(configs("lvit", "train.json")[0])
+    for epochs, warmup in ((40, 20), (150, 75), (3, 1), (1, 1)):
+        parser["max_epochs"] = epochs
+        assert parser.get_parsed_content("epi_warmup_epochs", lazy=False) == warmup, epochs
