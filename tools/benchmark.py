@@ -711,13 +711,14 @@ def format_pipeline_markdown(reports: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
-    """``--override KEY=VALUE`` items as a dict (values read as Python literals, else kept as strings)."""
+def _parse_overrides(items: Sequence[str] | None, flag: str = "--override") -> dict[str, Any]:
+    """``KEY=VALUE`` items of the option ``flag`` as a dict (values read as Python literals, else kept as strings);
+    ``tools/speed_compare.py`` uses it for its three override options."""
     overrides: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--override {item!r}: expected KEY=VALUE.")
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE.")
         try:
             overrides[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):

@@ -50,7 +50,6 @@ bundle that fails to build or run (the message names the tree and the error) or 
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import importlib.util
 import json
@@ -466,19 +465,6 @@ def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parse_overrides(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE.")
-        try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface (see the module docstring)."""
     ap = argparse.ArgumentParser(
@@ -520,9 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        args.overrides = _parse_overrides(args.override, "--override")
-        args.base_overrides = _parse_overrides(args.base_override, "--base_override")
-        args.new_overrides = _parse_overrides(args.new_override, "--new_override")
+        parse_overrides = _load_benchmark_module()._parse_overrides
+        args.overrides = parse_overrides(args.override, "--override")
+        args.base_overrides = parse_overrides(args.base_override, "--base_override")
+        args.new_overrides = parse_overrides(args.new_override, "--new_override")
         args.input_shapes = {}
         for item in args.input_shape or []:
             name, _, dims = item.partition("=")
